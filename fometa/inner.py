@@ -1,0 +1,86 @@
+"""The inner loop: task adaptation as a `jax.lax.scan` over inner steps."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, Union
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Params = Any
+Batch = Any
+LossFn = Callable[[Params, Batch], jax.Array]
+InnerOpt = Union[optax.GradientTransformation, float]
+
+
+def as_optimizer(inner_opt: InnerOpt) -> optax.GradientTransformation:
+    """An optax transformation for `inner_opt`: itself, or plain SGD if it is a learning rate."""
+    if isinstance(inner_opt, optax.GradientTransformation):
+        return inner_opt
+    if isinstance(inner_opt, bool):
+        raise TypeError("inner_opt must be an optax.GradientTransformation or a float "
+                        f"learning rate, got {inner_opt!r}")
+    if isinstance(inner_opt, numbers.Real) or (
+            isinstance(inner_opt, (jax.Array, jnp.ndarray)) and jnp.ndim(inner_opt) == 0):
+        return optax.sgd(inner_opt)
+    raise TypeError("inner_opt must be an optax.GradientTransformation or a float "
+                    f"learning rate, got {type(inner_opt).__name__}")
+
+
+def num_steps(support: Batch) -> int:
+    """The number of inner steps in `support`: the common leading axis of its leaves."""
+    leaves = jax.tree_util.tree_leaves(support)
+    if not leaves:
+        raise ValueError("support has no array leaves; each leaf needs a leading axis of inner steps")
+    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
+    if None in sizes or len(sizes) != 1:
+        shapes = [jnp.shape(leaf) for leaf in leaves]
+        raise ValueError("every support leaf needs the same leading axis of inner steps; "
+                         f"got shapes {shapes}")
+    return sizes.pop()
+
+
+def inner_loop(loss_fn: LossFn, params: Params, support: Batch,
+               opt: optax.GradientTransformation, opt_state: optax.OptState,
+               unroll: int | bool = 1) -> tuple[Params, optax.OptState, jax.Array]:
+    """Runs one optimizer step per leading index of `support`.
+
+    Returns the adapted params, the final optimizer state and the loss before each step,
+    shape [steps]. Differentiable end to end (MAML backpropagates through it).
+    """
+    num_steps(support)
+
+    def step(carry, batch):
+        p, s = carry
+        loss, grads = jax.value_and_grad(loss_fn)(p, batch)
+        updates, s = opt.update(grads, s, p)
+        return (optax.apply_updates(p, updates), s), loss
+
+    (adapted, final_state), losses = jax.lax.scan(step, (params, opt_state), support,
+                                                  unroll=unroll)
+    return adapted, final_state, losses
+
+
+def adapt(loss_fn: LossFn, params: Params, support: Batch, inner_opt: InnerOpt, *,
+          inner_state: optax.OptState | None = None, return_state: bool = False,
+          unroll: int | bool = 1):
+    """Adapts `params` to a task: one step of `inner_opt` on `loss_fn(params, support[i])` per i.
+
+    Args:
+      loss_fn: `loss_fn(params, batch) -> scalar`.
+      params: the initial (meta-learned) parameters, any pytree.
+      support: a pytree batch whose leaves carry a leading axis of inner steps.
+      inner_opt: an optax `GradientTransformation`, or a float (the SGD learning rate).
+      inner_state: the optimizer state to start from; `inner_opt.init(params)` if None.
+      return_state: also return the final optimizer state.
+      unroll: passed to `jax.lax.scan`.
+
+    Returns:
+      The adapted params, or `(adapted, final_state)` if `return_state`.
+    """
+    opt = as_optimizer(inner_opt)
+    state = opt.init(params) if inner_state is None else inner_state
+    adapted, final_state, _ = inner_loop(loss_fn, params, support, opt, state, unroll)
+    return (adapted, final_state) if return_state else adapted

@@ -1,0 +1,113 @@
+"""Meta-learners: a pure `init`/`step` pair for MAML, FOMAML and Reptile over task batches."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fometa.algorithms import ALGORITHMS, Algorithm, meta_gradient
+from fometa.inner import InnerOpt, LossFn, Params, as_optimizer, inner_loop
+from fometa.tasks.base import Task
+
+
+class MetaState(NamedTuple):
+    """Everything a meta-learner carries between meta-iterations."""
+
+    params: Params
+    outer_state: optax.OptState
+    inner_state: optax.OptState  # the inner optimizer's starting state (carried or initial)
+    step: jax.Array  # meta-iterations done, int32 scalar
+
+
+class MetaLearner(NamedTuple):
+    """A meta-learning algorithm as pure functions.
+
+    init(params) -> MetaState
+    step(state, tasks) -> (state, metrics): one meta-iteration on a task batch (a `Task`
+        whose leaves have a leading axis of tasks); metrics are means over the tasks.
+    adapt(state, support) -> adapted params for one task, starting from the state's
+        params and inner optimizer state (the support's leading axis sets the steps).
+    """
+
+    init: Callable[[Params], MetaState]
+    step: Callable[[MetaState, Task], tuple[MetaState, dict[str, jax.Array]]]
+    adapt: Callable[[MetaState, Any], Params]
+
+
+def reptile_outer(meta_step: float, meta_iters: int | None = None,
+                  final_meta_step: float = 0.0) -> optax.GradientTransformation:
+    """Reptile's outer update `phi <- phi + eps * mean_tasks(W - phi)` as an optax optimizer.
+
+    Applied to `reptile_grad` (= phi - W) it is SGD with learning rate eps. With
+    `meta_iters`, eps anneals linearly from `meta_step` to `final_meta_step` over that many
+    meta-iterations, as in the paper's code.
+    """
+    if meta_iters is None:
+        return optax.sgd(meta_step)
+    return optax.sgd(optax.linear_schedule(meta_step, final_meta_step, meta_iters))
+
+
+def _mean_over_tasks(tree):
+    # Integer leaves (e.g. Adam's step count) are equal across tasks; keep their dtype.
+    return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0).astype(x.dtype), tree)
+
+
+def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
+                 outer_opt: optax.GradientTransformation | None = None, *,
+                 carry_inner_state: bool = False, unroll: int | bool = 1) -> MetaLearner:
+    """Builds a meta-learner.
+
+    Args:
+      algorithm: "maml", "fomaml" or "reptile".
+      loss_fn: `loss_fn(params, batch) -> scalar`.
+      inner_opt: optax transformation or SGD learning rate for the inner loop.
+      outer_opt: the meta-optimizer applied to the task-mean meta-gradient. Default:
+        Adam(1e-3) for MAML/FOMAML, `reptile_outer(0.1)` for Reptile.
+      carry_inner_state: keep the inner optimizer's state across meta-iterations (the
+        mean of the tasks' final states), as the paper's Reptile code does with Adam;
+        otherwise every task starts from `inner_opt.init(params)`.
+      unroll: `jax.lax.scan` unrolling of the inner loop.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+    opt = as_optimizer(inner_opt)
+    if outer_opt is None:
+        outer_opt = reptile_outer(0.1) if algorithm == "reptile" else optax.adam(1e-3)
+
+    def start_state(state: MetaState) -> optax.OptState:
+        return state.inner_state if carry_inner_state else opt.init(state.params)
+
+    def init(params: Params) -> MetaState:
+        return MetaState(params, outer_opt.init(params), opt.init(params),
+                         jnp.zeros((), jnp.int32))
+
+    def step(state: MetaState, tasks: Task):
+        inner0 = start_state(state)
+
+        def one_task(support, query):
+            return meta_gradient(algorithm, loss_fn, state.params, support, query, opt,
+                                 inner0, unroll)
+
+        grads, finals, metrics = jax.vmap(one_task)(tasks.support, tasks.query)
+        updates, outer_state = outer_opt.update(_mean_over_tasks(grads), state.outer_state,
+                                                state.params)
+        params = optax.apply_updates(state.params, updates)
+        inner_state = _mean_over_tasks(finals) if carry_inner_state else state.inner_state
+        metrics = jax.tree_util.tree_map(jnp.mean, metrics)
+        return MetaState(params, outer_state, inner_state, state.step + 1), metrics
+
+    def adapt(state: MetaState, support) -> Params:
+        adapted, _, _ = inner_loop(loss_fn, state.params, support, opt, start_state(state),
+                                   unroll)
+        return adapted
+
+    return MetaLearner(init, step, adapt)
+
+
+def evaluate(learner: MetaLearner, state: MetaState, tasks: Task,
+             metric_fn: Callable[[Params, Any], jax.Array]) -> jax.Array:
+    """Adapts to each task of a batch and returns `metric_fn(adapted, query)`, shape [tasks]."""
+    return jax.vmap(lambda t: metric_fn(learner.adapt(state, t.support), t.query))(tasks)
