@@ -1,0 +1,5 @@
+import sys
+
+from fometa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,195 @@
+"""The training loop: compiled chunks of meta-iterations, evaluation, and the run directory."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import flax
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fometa.config import Config
+from fometa.learner import MetaLearner, MetaState, evaluate
+from fometa.problems import Problem, make_learner, make_problem
+
+STATE_FILE = "state.msgpack"
+
+
+def mean_ci95(values: np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of its 95% normal confidence interval."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return float(values.mean()), float("nan")
+    return float(values.mean()), float(1.96 * values.std(ddof=1) / math.sqrt(values.size))
+
+
+def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
+    """`meta_batch` training tasks with a leading task axis."""
+    return jax.vmap(problem.train_task)(jax.random.split(key, meta_batch))
+
+
+def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array):
+    """A jitted `run(state, iterations) -> (state, mean metrics)` over a run of iterations.
+
+    Iteration i samples its tasks from `fold_in(train_key, i)`, so results do not depend on
+    how the run is cut into chunks. Sampling, inner loops and meta-updates all stay on the
+    device inside one `lax.scan`.
+    """
+
+    def body(state, i):
+        return learner.step(state, task_batch(problem, jax.random.fold_in(train_key, i), meta_batch))
+
+    @jax.jit
+    def run(state, iterations):
+        state, metrics = jax.lax.scan(body, state, iterations)
+        return state, jax.tree_util.tree_map(jnp.mean, metrics)
+
+    return run
+
+
+def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,
+                   num_tasks: int, chunk: int = 1000) -> np.ndarray:
+    """The metric after adaptation on `num_tasks` evaluation tasks, shape [num_tasks]."""
+    chunk = min(chunk, num_tasks)
+
+    @jax.jit
+    def run(state, keys):
+        return evaluate(learner, state, jax.vmap(problem.eval_task)(keys), problem.metric_fn)
+
+    keys = jax.random.split(key, num_tasks)
+    pad = -num_tasks % chunk
+    keys = jnp.concatenate([keys, keys[:pad]]) if pad else keys
+    out = [np.asarray(run(state, keys[i:i + chunk])) for i in range(0, len(keys), chunk)]
+    return np.concatenate(out)[:num_tasks]
+
+
+def versions() -> dict[str, str]:
+    import fometa
+
+    return {"fometa": fometa.__version__, "jax": jax.__version__, "flax": flax.__version__,
+            "optax": optax.__version__}
+
+
+def devices() -> list[str]:
+    return [f"{d.platform}:{d.device_kind}" for d in jax.devices()]
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def setup(cfg: Config):
+    """The problem, learner and keys of a run (shared by `train` and `evaluate_run`)."""
+    problem = make_problem(cfg)
+    learner = make_learner(cfg, problem)
+    init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
+    return problem, learner, init_key, train_key, eval_key
+
+
+def train(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Meta-trains, evaluates and writes the run directory; returns `results.json`'s content."""
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / "config.json",
+                {"config": cfg.to_dict(), "versions": versions(), "devices": devices()})
+    problem, learner, init_key, train_key, eval_key = setup(cfg)
+    state = learner.init(problem.init_params(init_key))
+    run = chunk_runner(learner, problem, cfg.meta_batch, train_key)
+
+    start = time.perf_counter()
+    compiled: dict[int, Any] = {}
+    compile_seconds = 0.0
+    metrics_file = (run_dir / "metrics.jsonl").open("w")
+    bar = tqdm(total=cfg.meta_iters, unit="it", disable=not progress, dynamic_ncols=True,
+               desc=f"{cfg.algorithm} {cfg.dataset}")
+    done = 0
+    with metrics_file, bar:
+        while done < cfg.meta_iters:
+            n = min(cfg.log_every, cfg.meta_iters - done)
+            iterations = jnp.arange(done, done + n, dtype=jnp.int32)
+            if n not in compiled:
+                t0 = time.perf_counter()
+                compiled[n] = run.lower(state, iterations).compile()
+                compile_seconds += time.perf_counter() - t0
+            state, metrics = compiled[n](state, iterations)
+            metrics = {k: float(v) for k, v in metrics.items()}
+            done += n
+            elapsed = time.perf_counter() - start
+            metrics_file.write(json.dumps({"kind": "train", "iteration": done, **metrics,
+                                           "seconds": round(elapsed, 3)}) + "\n")
+            metrics_file.flush()
+            bar.update(n)
+            loss = f"{metrics.get('query_loss', metrics['support_loss']):.4g}"
+            bar.set_postfix(loss=loss)
+        train_seconds = time.perf_counter() - start
+
+        values = evaluate_tasks(learner, state, problem, eval_key, cfg.eval_tasks)
+        mean, ci95 = mean_ci95(values)
+        metrics_file.write(json.dumps({"kind": "eval", "iteration": done, "metric": problem.metric,
+                                       "mean": mean, "ci95": ci95}) + "\n")
+        bar.set_postfix(loss=loss, **{problem.metric: f"{mean:.4g}"})
+
+    (run_dir / STATE_FILE).write_bytes(flax.serialization.to_bytes(state))
+    results = {
+        "config": cfg.to_dict(),
+        "eval": {"metric": problem.metric, "mean": mean, "ci95": ci95, "tasks": cfg.eval_tasks,
+                 "inner_iters": cfg.eval_inner_iters},
+        "meta_iterations": done,
+        "wall_seconds": time.perf_counter() - start,
+        "train_seconds": train_seconds,
+        "compile_seconds": compile_seconds,
+        "devices": devices(),
+    }
+    _write_json(run_dir / "results.json", results)
+    from fometa.plots import plot_run
+
+    plot_run(run_dir, cfg, problem, learner, state, eval_key)
+    return results
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, MetaState]:
+    """The config and final state of a finished run."""
+    from fometa.config import ConfigError
+
+    run_dir = Path(run_dir)
+    config_path, state_path = run_dir / "config.json", run_dir / STATE_FILE
+    for path in (config_path, state_path):
+        if not path.is_file():
+            raise ConfigError(f"{path} not found; expected a run directory written by 'fometa train'")
+    cfg = Config.from_dict(json.loads(config_path.read_text())["config"])
+    problem, learner, init_key, _, _ = setup(cfg)
+    template = learner.init(problem.init_params(init_key))
+    try:
+        state = flax.serialization.from_bytes(template, state_path.read_bytes())
+    except Exception as e:  # msgpack raises several types for a damaged file
+        raise ConfigError(f"{state_path} could not be read ({type(e).__name__}); "
+                          "the file is damaged or from another config") from None
+    return cfg, state
+
+
+def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None,
+                 eval_inner_iters: int | None = None) -> dict[str, Any]:
+    """Re-evaluates a finished run, writes `RUN_DIR/eval.json` and returns its content."""
+    import dataclasses
+
+    cfg, state = load_run(run_dir)
+    cfg = dataclasses.replace(cfg, eval_tasks=eval_tasks or cfg.eval_tasks,
+                              eval_inner_iters=eval_inner_iters or cfg.eval_inner_iters)
+    problem, learner, _, _, eval_key = setup(cfg)
+    mean, ci95 = mean_ci95(evaluate_tasks(learner, state, problem, eval_key, cfg.eval_tasks))
+    out = {"eval": {"metric": problem.metric, "mean": mean, "ci95": ci95,
+                    "tasks": cfg.eval_tasks, "inner_iters": cfg.eval_inner_iters},
+           "meta_iterations": int(state.step)}
+    _write_json(Path(run_dir) / "eval.json", out)
+    return out
