@@ -53,7 +53,7 @@ def _seed(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from fometa.algorithms import ALGORITHMS
-    from fometa.config import DATASETS, INNER_OPTIMIZERS
+    from fometa.config import CONVS, DATASETS, INNER_OPTIMIZERS, OMNIGLOT_SPLITS
 
     parser = _Parser(prog="fometa", description="MAML, FOMAML and Reptile in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--meta-step-final", type=_nonneg_rate, help="Reptile's final meta step size")
     t.add_argument("--eval-tasks", type=_positive_int, help="evaluation tasks")
     t.add_argument("--eval-inner-iters", type=_positive_int, help="inner steps at evaluation")
+    t.add_argument("--eval-inner-batch", type=_positive_int,
+                   help="minibatch of an evaluation inner step (default: the whole support)")
+    t.add_argument("--omniglot-split", choices=OMNIGLOT_SPLITS,
+                   help="paper: 1200/423 characters, training ones rotated; maml: 1100/100/423, all rotated")
+    t.add_argument("--conv", choices=CONVS,
+                   help="convolution: patch (matmul, fast on CPU), xla, or auto (per platform)")
     t.add_argument("--unroll", type=_positive_int, help="lax.scan unroll of the inner loop")
     t.add_argument("--log-every", type=_positive_int, help="meta-iterations per logged chunk")
     t.add_argument("--seed", type=_seed, help="PRNG seed")
@@ -99,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 SETTINGS = ("algorithm", "ways", "shots", "train_shots", "queries", "meta_iters", "meta_batch",
             "inner_iters", "inner_batch", "inner_lr", "inner_optimizer", "carry_inner_state",
             "outer_lr", "meta_step", "meta_step_final", "eval_tasks", "eval_inner_iters",
-            "unroll", "log_every", "seed")
+            "eval_inner_batch", "omniglot_split", "conv", "data_dir", "unroll", "log_every", "seed")
 
 
 def _train(args) -> int:
@@ -110,8 +116,12 @@ def _train(args) -> int:
     run_dir = Path(args.run_dir or f"runs/{cfg.dataset}-{cfg.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}")
     results = train(cfg, run_dir, progress=not args.no_progress)
     ev = results["eval"]
-    print(f"{ev['metric']} after {cfg.eval_inner_iters} inner steps on {ev['tasks']} tasks: "
-          f"{ev['mean']:.4f} +/- {ev['ci95']:.4f}  ({results['wall_seconds']:.1f} s; run dir {run_dir})")
+    line = (f"{ev['metric']} after {cfg.eval_inner_iters} inner steps on {ev['tasks']} tasks: "
+            f"{ev['mean']:.4f} +/- {ev['ci95']:.4f}")
+    if "eval_transductive" in results:
+        tr = results["eval_transductive"]
+        line += f" (transductive {tr['mean']:.4f} +/- {tr['ci95']:.4f})"
+    print(f"{line}  [{results['wall_seconds']:.1f} s; run dir {run_dir}]")
     return 0
 
 
@@ -128,17 +138,19 @@ def _presets(args) -> int:
 
     for name, preset in PRESETS.items():
         s = preset["settings"]
-        print(f"{name:28s} {s['dataset']:14s} {s['algorithm']:8s} paper: {preset['paper']}")
+        shape = f"{s['ways']}-way {s['shots']}-shot" if s.get("ways") else ""
+        print(f"{name:28s} {shape:15s} paper: {preset['paper']}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     from fometa.config import ConfigError
+    from fometa.data import DataError
 
     args = build_parser().parse_args(argv)
     try:
         return {"train": _train, "eval": _eval, "presets": _presets}[args.command](args)
-    except ConfigError as e:
+    except (ConfigError, DataError) as e:
         print(f"fometa: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

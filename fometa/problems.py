@@ -6,12 +6,15 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from fometa.config import Config, ConfigError
 from fometa.learner import MetaLearner, meta_learner, reptile_outer
+from fometa.convnets import MiniImageNetCNN, OmniglotCNN
 from fometa.models import MLP
 from fometa.tasks.base import Task
+from fometa.tasks.classification import FewShotTasks, accuracies, cross_entropy
 from fometa.tasks.sine import SineTasks, mse
 
 
@@ -20,14 +23,15 @@ class Problem(NamedTuple):
 
     train_task(key) -> Task; eval_task(key) -> Task (support of `eval_inner_iters` steps);
     init_params(key) -> params; loss_fn(params, batch) -> scalar;
-    metric_fn(params, query) -> scalar, named by `metric` ("mse" or "accuracy").
+    metric_fn(params, query) -> dict of scalars, whose main entry is `metric` ("mse" or
+    "accuracy"); classification adds "accuracy_transductive".
     """
 
     train_task: Callable[[jax.Array], Task]
     eval_task: Callable[[jax.Array], Task]
     init_params: Callable[[jax.Array], Any]
     loss_fn: Callable[[Any, Any], jax.Array]
-    metric_fn: Callable[[Any, Any], jax.Array]
+    metric_fn: Callable[[Any, Any], dict[str, jax.Array]]
     metric: str
     extras: Any = None  # dataset-specific objects (e.g. the SineTasks, for plotting)
 
@@ -45,14 +49,60 @@ def sine_problem(cfg: Config) -> Problem:
     model = MLP(hidden=tuple(cfg.hidden), out=1, activation=cfg.activation)
     loss = lambda p, b: mse(model.apply, p, b)
     return Problem(tasks.train_task, tasks.eval_task,
-                   lambda key: model.init(key, jnp.zeros((1, 1))), loss, loss, "mse",
+                   lambda key: model.init(key, jnp.zeros((1, 1))), loss,
+                   lambda p, q: {"mse": loss(p, q)}, "mse",
+                   extras={"tasks": tasks, "model": model})
+
+
+def load_splits(cfg: Config) -> tuple[np.ndarray, np.ndarray, bool, bool]:
+    """The training and test split of an image dataset as uint8 [C, n, H, W, ch], and
+    whether each is augmented with rotations (Omniglot)."""
+    from fometa.data import load_mini_imagenet, load_omniglot
+
+    if cfg.dataset == "omniglot":
+        splits = load_omniglot(cfg.data_dir, split=cfg.omniglot_split)
+        train, test = splits["train"][..., None], splits["test"][..., None]
+        # Reptile's split rotates the training characters only; MAML's rotates every class.
+        return train, test, True, cfg.omniglot_split == "maml"
+    splits = load_mini_imagenet(cfg.data_dir)
+    return splits["train"], splits["test"], False, False
+
+
+def classification_problem(cfg: Config, splits=None) -> Problem:
+    """`splits`: (train, test, rotate_train, rotate_test) as `load_splits` returns; loaded
+    from `cfg` if None."""
+    train, test, rotate_train, rotate_test = splits or load_splits(cfg)
+    train_shots = cfg.train_shots or cfg.shots
+    for name, images, rotate, per_class in (("training", train, rotate_train, train_shots + cfg.queries),
+                                            ("test", test, rotate_test, cfg.shots + 1)):
+        classes = images.shape[0] * (4 if rotate else 1)
+        if cfg.ways > classes:
+            raise ConfigError(f"--ways {cfg.ways} exceeds the {classes} classes of the "
+                              f"{cfg.dataset} {name} split")
+        if per_class > images.shape[1]:
+            raise ConfigError(f"{per_class} examples per class (shots + queries) exceed the "
+                              f"{images.shape[1]} that each {cfg.dataset} {name} class has")
+    tasks = FewShotTasks(
+        jnp.asarray(train), jnp.asarray(test), ways=cfg.ways, shots=cfg.shots,
+        train_shots=train_shots, queries=cfg.queries, inner_iters=cfg.inner_iters,
+        inner_batch=cfg.inner_batch, eval_inner_iters=cfg.eval_inner_iters,
+        eval_inner_batch=cfg.eval_inner_batch, rotate_train=rotate_train,
+        rotate_test=rotate_test)
+    cnn = OmniglotCNN if cfg.dataset == "omniglot" else MiniImageNetCNN
+    model = cnn(num_classes=cfg.ways, conv=cfg.conv)
+    # Tasks hold uint8 images; the network sees them scaled to [0, 1] as in the paper.
+    apply = lambda p, x: model.apply(p, x.astype(jnp.float32) / 255.0)
+    return Problem(tasks.train_task, tasks.eval_task,
+                   lambda key: model.init(key, jnp.zeros((1,) + train.shape[2:], jnp.float32)),
+                   lambda p, b: cross_entropy(apply, p, b),
+                   lambda p, q: accuracies(apply, p, q), "accuracy",
                    extras={"tasks": tasks, "model": model})
 
 
 def make_problem(cfg: Config) -> Problem:
     if cfg.dataset == "sine":
         return sine_problem(cfg)
-    raise ConfigError(f"dataset {cfg.dataset!r} is not available in this version of fometa")
+    return classification_problem(cfg)
 
 
 def inner_optimizer(cfg: Config) -> optax.GradientTransformation:

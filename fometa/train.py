@@ -55,9 +55,15 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
 
 
 def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,
-                   num_tasks: int, chunk: int = 1000) -> np.ndarray:
-    """The metric after adaptation on `num_tasks` evaluation tasks, shape [num_tasks]."""
-    chunk = min(chunk, num_tasks)
+                   num_tasks: int, memory: int = 1 << 29) -> dict[str, np.ndarray]:
+    """The metrics after adaptation on `num_tasks` evaluation tasks, each shape [num_tasks].
+
+    Tasks are sampled and adapted to on the device in chunks whose sampled data stays
+    under about `memory` bytes.
+    """
+    task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
+        jax.eval_shape(problem.eval_task, key)))
+    chunk = max(1, min(num_tasks, 1000, memory // max(task_bytes, 1)))
 
     @jax.jit
     def run(state, keys):
@@ -66,8 +72,20 @@ def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key
     keys = jax.random.split(key, num_tasks)
     pad = -num_tasks % chunk
     keys = jnp.concatenate([keys, keys[:pad]]) if pad else keys
-    out = [np.asarray(run(state, keys[i:i + chunk])) for i in range(0, len(keys), chunk)]
-    return np.concatenate(out)[:num_tasks]
+    out = [jax.device_get(run(state, keys[i:i + chunk])) for i in range(0, len(keys), chunk)]
+    return {k: np.concatenate([o[k] for o in out])[:num_tasks] for k in out[0]}
+
+
+def summarize(problem: Problem, values: dict[str, np.ndarray], **extra) -> dict[str, Any]:
+    """`results.json`'s evaluation entries: "eval" for the main metric, and "eval_<mode>"
+    for variants such as "accuracy_transductive"."""
+    out = {}
+    for name, v in values.items():
+        mean, ci95 = mean_ci95(v)
+        entry = {"metric": problem.metric, "mean": mean, "ci95": ci95, "tasks": len(v), **extra}
+        suffix = name[len(problem.metric) + 1:] if name.startswith(problem.metric + "_") else None
+        out["eval" if name == problem.metric else f"eval_{suffix or name}"] = entry
+    return out
 
 
 def versions() -> dict[str, str]:
@@ -134,17 +152,16 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[st
             bar.set_postfix(loss=loss)
         train_seconds = time.perf_counter() - start
 
-        values = evaluate_tasks(learner, state, problem, eval_key, cfg.eval_tasks)
-        mean, ci95 = mean_ci95(values)
-        metrics_file.write(json.dumps({"kind": "eval", "iteration": done, "metric": problem.metric,
-                                       "mean": mean, "ci95": ci95}) + "\n")
-        bar.set_postfix(loss=loss, **{problem.metric: f"{mean:.4g}"})
+        evals = summarize(problem, evaluate_tasks(learner, state, problem, eval_key,
+                                                  cfg.eval_tasks),
+                          inner_iters=cfg.eval_inner_iters)
+        metrics_file.write(json.dumps({"kind": "eval", "iteration": done, **evals}) + "\n")
+        bar.set_postfix(loss=loss, **{problem.metric: f"{evals['eval']['mean']:.4g}"})
 
     (run_dir / STATE_FILE).write_bytes(flax.serialization.to_bytes(state))
     results = {
         "config": cfg.to_dict(),
-        "eval": {"metric": problem.metric, "mean": mean, "ci95": ci95, "tasks": cfg.eval_tasks,
-                 "inner_iters": cfg.eval_inner_iters},
+        **evals,
         "meta_iterations": done,
         "wall_seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
@@ -187,9 +204,8 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None,
     cfg = dataclasses.replace(cfg, eval_tasks=eval_tasks or cfg.eval_tasks,
                               eval_inner_iters=eval_inner_iters or cfg.eval_inner_iters)
     problem, learner, _, _, eval_key = setup(cfg)
-    mean, ci95 = mean_ci95(evaluate_tasks(learner, state, problem, eval_key, cfg.eval_tasks))
-    out = {"eval": {"metric": problem.metric, "mean": mean, "ci95": ci95,
-                    "tasks": cfg.eval_tasks, "inner_iters": cfg.eval_inner_iters},
+    out = {**summarize(problem, evaluate_tasks(learner, state, problem, eval_key, cfg.eval_tasks),
+                       inner_iters=cfg.eval_inner_iters),
            "meta_iterations": int(state.step)}
     _write_json(Path(run_dir) / "eval.json", out)
     return out

@@ -35,9 +35,10 @@ def _error(capsys, argv):
     (["train", "--meta-step-final", "-1"], ["-1", ">= 0"]),
     (["train", "--eval-tasks", "0"], ["0", ">= 1"]),
     (["train", "--seed", "-1"], ["-1", ">= 0"]),
-    (["train", "--preset", "nope"], ["'nope'", "sine-reptile"]),
+    (["train", "--preset", "nope"], ["'nope'", "reptile-sine"]),
+    (["train", "--dataset", "omniglot", "--data-dir", "/nonexistent"], ["/nonexistent"]),
     (["train", "--ways", "5"], ["--ways 5", "sine"]),
-    (["train", "--preset", "sine-maml", "--dataset", "omniglot"], ["sine-maml", "'omniglot'"]),
+    (["train", "--preset", "maml-sine", "--dataset", "omniglot"], ["maml-sine", "'omniglot'"]),
     (["eval"], ["--run-dir"]),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, names):
@@ -82,7 +83,7 @@ def test_train_writes_the_run_directory(tmp_path, capsys):
     train = [l for l in lines if l["kind"] == "train"]
     assert [l["iteration"] for l in train] == [100, 200]
     assert all({"support_loss", "query_loss", "seconds"} <= set(l) for l in train)
-    assert lines[-1]["kind"] == "eval" and lines[-1]["mean"] == ev["mean"]
+    assert lines[-1]["kind"] == "eval" and lines[-1]["eval"]["mean"] == ev["mean"]
     assert (run / "adaptation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Re-evaluation of the saved state with the same settings gives the same number,

@@ -1,0 +1,92 @@
+"""Milliseconds per meta-iteration of a preset's compiled training step, and compile time.
+
+    python benchmarks/preset_speed.py --preset reptile-omniglot-5w1s [--conv patch|xla|auto]
+        [--iters 50] [--eval-tasks 100] [--json]
+
+Uses random uint8 images of the dataset's shapes (timing does not depend on the pixels),
+so no data is needed. Times `--iters` meta-iterations inside one compiled `lax.scan` (as
+`fometa train` runs them) after a warm-up call, median of `--repeats`; then the evaluation
+of `--eval-tasks` tasks. Prints one line per measurement and, last, a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fometa.config import resolve
+from fometa.problems import classification_problem, make_learner, make_problem
+from fometa.train import chunk_runner, evaluate_tasks
+
+SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1), True),
+          "mini-imagenet": ((64, 60, 84, 84, 3), (20, 60, 84, 84, 3), False)}
+
+
+def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
+            algorithm: str | None = None) -> dict:
+    cfg = resolve(preset=preset, conv=conv, algorithm=algorithm)
+    if cfg.dataset == "sine":
+        problem = make_problem(cfg)
+    else:
+        train_shape, test_shape, rotate = SHAPES[cfg.dataset]
+        rng = np.random.default_rng(0)
+        splits = (rng.integers(0, 256, train_shape, np.uint8),
+                  rng.integers(0, 256, test_shape, np.uint8), rotate,
+                  rotate and cfg.omniglot_split == "maml")
+        problem = classification_problem(cfg, splits)
+    learner = make_learner(cfg, problem)
+    state = learner.init(problem.init_params(jax.random.PRNGKey(0)))
+    run = chunk_runner(learner, problem, cfg.meta_batch, jax.random.PRNGKey(1))
+    its = jnp.arange(iters, dtype=jnp.int32)
+    t0 = time.perf_counter()
+    compiled = run.lower(state, its).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(state, its))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(state, its))
+        times.append(time.perf_counter() - t0)
+    ms = statistics.median(times) / iters * 1e3
+    out = {"preset": preset, "algorithm": cfg.algorithm, "conv": conv,
+           "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
+           "ms_per_meta_iter": ms, "meta_iters_per_s": 1e3 / ms, "compile_s": compile_s,
+           "iters": iters}
+    if eval_tasks:
+        evaluate_tasks(learner, state, problem, jax.random.PRNGKey(2), eval_tasks)  # warm-up
+        t0 = time.perf_counter()
+        evaluate_tasks(learner, state, problem, jax.random.PRNGKey(3), eval_tasks)
+        out["eval_ms_per_task"] = (time.perf_counter() - t0) / eval_tasks * 1e3
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--preset", action="append", required=True)
+    parser.add_argument("--algorithm", help="override the preset's algorithm")
+    parser.add_argument("--conv", action="append", choices=("auto", "patch", "xla"))
+    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--eval-tasks", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    for preset in args.preset:
+        for conv in args.conv or ["auto"]:
+            row = measure(preset, conv, args.iters, args.repeats, args.eval_tasks, args.algorithm)
+            rows.append(row)
+            print(f"{preset:28s} {row['algorithm']:8s} conv={conv:5s} {row['ms_per_meta_iter']:9.2f} "
+                  f"ms/meta-iter  compile {row['compile_s']:.1f} s"
+                  + (f"  eval {row['eval_ms_per_task']:.2f} ms/task" if "eval_ms_per_task" in row else ""),
+                  flush=True)
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The paper's few-shot classification networks, as flax modules with a pure `apply`.
+
+As in the paper's code (openai/supervised-reptile, models.py), batch norm always
+normalises with the current batch's statistics (TF's `training=True`) and keeps no
+running averages, so `apply` needs no mutable collections. Initialisers follow TF's
+defaults: Glorot-uniform kernels, zero biases.
+
+`conv` picks the convolution implementation; both give the same parameter tree:
+  "xla":   `jax.lax.conv_general_dilated`.
+  "patch": the k*k strided taps of the SAME-padded input, concatenated on the channel
+           axis, times the kernel reshaped to [k*k*Cin, Cout] (one matmul).
+  "auto":  "patch" on CPU, "xla" elsewhere. XLA:CPU runs convolutions inside
+           `lax.scan` bodies and vmapped ones (per-task weights become grouped
+           convolutions) through a slow generic loop, 5-10x slower than the matmul form.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ConvImpl = Literal["auto", "xla", "patch"]
+CONV_IMPLS: tuple[str, ...] = ("auto", "xla", "patch")
+
+# TF's tf.layers defaults.
+kernel_init = nn.initializers.glorot_uniform()
+bias_init = nn.initializers.zeros
+BN_EPSILON = 1e-3
+
+
+def resolve_conv(conv: str) -> str:
+    """"xla" or "patch" for `conv`; "auto" is "patch" on the CPU backend, else "xla"."""
+    if conv not in CONV_IMPLS:
+        raise ValueError(f"unknown conv {conv!r}; expected one of {CONV_IMPLS}")
+    if conv == "auto":
+        return "patch" if jax.default_backend() == "cpu" else "xla"
+    return conv
+
+
+def same_padding(size: int, window: int, stride: int) -> tuple[int, tuple[int, int]]:
+    """TF/XLA "SAME": output size ceil(size / stride) and the (low, high) padding for it."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + window - size, 0)
+    return out, (total // 2, total - total // 2)
+
+
+def xla_conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+    """SAME convolution, x [N, H, W, Cin], kernel [kh, kw, Cin, Cout] -> [N, H', W', Cout]."""
+    return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (stride, stride), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def extract_patches(x: jax.Array, kh: int, kw: int, stride: int = 1) -> jax.Array:
+    """SAME patches: [N, H, W, C] -> [N, H', W', kh*kw*C], ordered (tap row, tap col, channel)."""
+    _, h, w, c = x.shape
+    ho, pad_h = same_padding(h, kh, stride)
+    wo, pad_w = same_padding(w, kw, stride)
+    xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
+    n = x.shape[0]
+    taps = [jax.lax.slice(xp, (0, i, j, 0),
+                          (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
+                          (1, stride, stride, 1))
+            for i in range(kh) for j in range(kw)]
+    return jnp.concatenate(taps, axis=-1)
+
+
+def patch_conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+    """`xla_conv` as patch extraction and one matmul with the kernel as [kh*kw*Cin, Cout]."""
+    kh, kw, cin, cout = kernel.shape
+    patches = extract_patches(x, kh, kw, stride)
+    return patches @ kernel.astype(x.dtype).reshape(kh * kw * cin, cout)
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, conv: ConvImpl = "auto"
+           ) -> jax.Array:
+    """SAME convolution with the implementation `conv` selects (see module docstring)."""
+    return patch_conv(x, kernel, stride) if resolve_conv(conv) == "patch" else \
+        xla_conv(x, kernel, stride)
+
+
+def max_pool(x: jax.Array, window: int = 2, stride: int = 2) -> jax.Array:
+    """SAME max-pooling, [N, H, W, C] -> [N, ceil(H/stride), ceil(W/stride), C].
+
+    For window == stride it pads with -inf and reshapes into windows, which avoids
+    reduce_window's select-and-scatter gradient; otherwise it is `lax.reduce_window`.
+    """
+    _, h, w, _ = x.shape
+    ho, pad_h = same_padding(h, window, stride)
+    wo, pad_w = same_padding(w, window, stride)
+    if window != stride:
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
+                                     (1, stride, stride, 1), ((0, 0), pad_h, pad_w, (0, 0)))
+    xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-jnp.inf)
+    n, c = x.shape[0], x.shape[-1]
+    return xp.reshape(n, ho, window, wo, window, c).max(axis=(2, 4))
+
+
+class Conv(nn.Module):
+    """SAME 2-D convolution plus bias: [N, H, W, Cin] -> [N, ceil(H/s), ceil(W/s), features].
+
+    Params: kernel [k, k, Cin, features] (Glorot uniform), bias [features] (zeros).
+    """
+
+    features: int
+    kernel_size: int = 3
+    stride: int = 1
+    conv: ConvImpl = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", kernel_init, (k, k, x.shape[-1], self.features))
+        bias = self.param("bias", bias_init, (self.features,))
+        return conv2d(x, kernel, self.stride, self.conv) + bias.astype(x.dtype)
+
+
+class BatchNorm(nn.Module):
+    """Batch norm with the current batch's statistics (over all axes but the last), always.
+
+    No running averages: a prediction depends on the rest of its batch (transductive),
+    as in the paper's code. Params: scale [C] (ones), bias [C] (zeros).
+    """
+
+    epsilon: float = BN_EPSILON
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (c,))
+        bias = self.param("bias", nn.initializers.zeros, (c,))
+        # Statistics in at least float32, so bfloat16 inputs keep their precision here.
+        xs = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        axes = tuple(range(x.ndim - 1))
+        mean = xs.mean(axes)
+        var = jnp.square(xs - mean).mean(axes)
+        y = (xs - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+        return y.astype(x.dtype)
+
+
+def _logits(x: jax.Array, num_classes: int) -> jax.Array:
+    x = x.reshape(x.shape[0], -1)
+    return nn.Dense(num_classes, dtype=x.dtype, kernel_init=kernel_init, bias_init=bias_init,
+                    name="logits")(x)
+
+
+class OmniglotCNN(nn.Module):
+    """The paper's Omniglot network: [N, 28, 28, 1] -> logits [N, num_classes].
+
+    4 x (3x3 conv, 64 filters, stride 2, SAME -> batch norm -> ReLU), flatten (2*2*64), dense.
+    """
+
+    num_classes: int
+    conv: ConvImpl = "auto"
+    filters: int = 64
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i in range(4):
+            x = Conv(self.filters, 3, 2, self.conv, name=f"conv{i}")(x)
+            x = nn.relu(BatchNorm(name=f"norm{i}")(x))
+        return _logits(x, self.num_classes)
+
+
+class MiniImageNetCNN(nn.Module):
+    """The paper's Mini-ImageNet network: [N, 84, 84, 3] -> logits [N, num_classes].
+
+    4 x (3x3 conv, 32 filters, stride 1, SAME -> batch norm -> 2x2 max-pool stride 2,
+    SAME -> ReLU), flatten (6*6*32), dense.
+    """
+
+    num_classes: int
+    conv: ConvImpl = "auto"
+    filters: int = 32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i in range(4):
+            x = Conv(self.filters, 3, 1, self.conv, name=f"conv{i}")(x)
+            x = nn.relu(max_pool(BatchNorm(name=f"norm{i}")(x), 2, 2))
+        return _logits(x, self.num_classes)

@@ -1,0 +1,35 @@
+"""Helpers shared by the loaders for datasets stored as classes of images."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+from fometa.data.errors import DataError, DataWarning
+
+
+def common_count(counts: Mapping[str, int], what: str) -> int:
+    """The number of images kept per class: the smallest count in `counts` (class name -> count).
+
+    Classes of one array must hold the same number of images. When they do not,
+    every class is truncated to the smallest count (keeping its first images in
+    file-name order) and a `DataWarning` names the smallest and largest class;
+    `what` names the collection in messages (e.g. ``"Mini-ImageNet train split"``).
+    An empty collection, or a class with no image, is a `DataError`.
+    """
+    if not counts:
+        raise DataError(f"{what} holds no classes")
+    smallest = min(counts, key=lambda k: (counts[k], k))
+    largest = max(counts, key=lambda k: (counts[k], k))
+    low, high = counts[smallest], counts[largest]
+    if low == 0:
+        raise DataError(f"{what}: class {smallest} holds no images")
+    if low != high:
+        uneven = sum(1 for c in counts.values() if c != high)
+        warnings.warn(
+            f"{what}: classes hold different numbers of images ({smallest}: {low}, "
+            f"{largest}: {high}, {uneven} of {len(counts)} classes below {high}); "
+            f"keeping the first {low} images (by file name) of every class",
+            DataWarning, stacklevel=3,
+        )
+    return low

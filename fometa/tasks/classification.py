@@ -1,0 +1,122 @@
+"""Few-shot classification episodes (N-way, K-shot), sampled on the device from uint8 arrays.
+
+A split is one uint8 array [classes, examples, H, W, C] kept on the accelerator; episodes
+(classes, examples, rotations, labels) are drawn inside the jitted step with `jax.random`,
+so the host never feeds the training loop.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fometa.tasks.base import Task
+from fometa.tasks.sampling import epoch_batches
+
+
+def _rotate(images: jax.Array, r: jax.Array) -> jax.Array:
+    """`images` [m, H, W, C] rotated by r * 90 degrees (r traced)."""
+    return jax.lax.switch(r, [lambda x, k=k: jnp.rot90(x, k, axes=(1, 2)) for k in range(4)],
+                          images)
+
+
+def sample_episode(key: jax.Array, images: jax.Array, ways: int, per_class: int,
+                   rotate: bool) -> tuple[jax.Array, jax.Array]:
+    """`per_class` distinct examples of each of `ways` distinct classes.
+
+    With `rotate`, each of the `4 * classes` (class, rotation by 0/90/180/270 degrees) pairs
+    is a class of its own, as in the paper's Omniglot augmentation.
+    Returns images [ways, per_class, H, W, C] in the split's dtype (uint8: a task's many
+    inner-step batches stay 4x smaller than in float32), and labels int32
+    [ways, per_class] (label i for the i-th sampled class).
+    """
+    num_classes, num_examples = images.shape[:2]
+    total = num_classes * (4 if rotate else 1)
+    if ways > total:
+        raise ValueError(f"{ways} ways but the split has only {total} classes")
+    if per_class > num_examples:
+        raise ValueError(f"{per_class} examples per class but a class has only {num_examples}")
+    kc, ke = jax.random.split(key)
+    classes = jax.random.choice(kc, total, (ways,), replace=False)
+    picks = jax.vmap(lambda k: jax.random.permutation(k, num_examples)[:per_class])(
+        jax.random.split(ke, ways))
+    cls = classes // 4 if rotate else classes
+    x = images[cls[:, None], picks]  # [ways, per_class, H, W, C]
+    if rotate:
+        x = jax.vmap(_rotate)(x, (classes % 4).astype(jnp.int32))
+    labels = jnp.broadcast_to(jnp.arange(ways, dtype=jnp.int32)[:, None], (ways, per_class))
+    return x, labels
+
+
+def _flat(x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+    return {"x": x.reshape((-1,) + x.shape[2:]), "y": y.reshape(-1)}
+
+
+class FewShotTasks(NamedTuple):
+    """N-way K-shot tasks from a training and a test split.
+
+    Training task: `train_shots` examples per class form the support pool, cycled in
+    shuffled epochs through `inner_iters` minibatches of `inner_batch` (None: the whole
+    pool each step); `queries` further examples per class form the query.
+    Evaluation task (the paper's protocol): `shots` examples per class, `eval_inner_iters`
+    minibatches of `eval_inner_batch`, and one query per class; its query dict also holds
+    the support images as "context", for non-transductive prediction.
+    """
+
+    train_images: jax.Array
+    test_images: jax.Array
+    ways: int = 5
+    shots: int = 1
+    train_shots: int = 10
+    queries: int = 1
+    inner_iters: int = 5
+    inner_batch: int | None = 10
+    eval_inner_iters: int = 50
+    eval_inner_batch: int | None = 5
+    rotate_train: bool = True
+    rotate_test: bool = False
+
+    def _task(self, key, images, rotate, pool, queries, iters, batch):
+        ke, kb = jax.random.split(key)
+        x, y = sample_episode(ke, images, self.ways, pool + queries, rotate)
+        support, query = _flat(x[:, :pool], y[:, :pool]), _flat(x[:, pool:], y[:, pool:])
+        n = self.ways * pool
+        idx = epoch_batches(kb, n, batch or n, iters)
+        return Task(jax.tree_util.tree_map(lambda a: a[idx], support), query), support
+
+    def train_task(self, key: jax.Array) -> Task:
+        task, _ = self._task(key, self.train_images, self.rotate_train, self.train_shots,
+                             self.queries, self.inner_iters, self.inner_batch)
+        return task
+
+    def eval_task(self, key: jax.Array) -> Task:
+        task, support = self._task(key, self.test_images, self.rotate_test, self.shots, 1,
+                                   self.eval_inner_iters, self.eval_inner_batch)
+        return task._replace(query={**task.query, "context": support["x"]})
+
+
+def cross_entropy(apply, params, batch: dict[str, jax.Array]) -> jax.Array:
+    """Mean softmax cross-entropy of `apply(params, batch["x"])` against integer labels."""
+    logits = apply(params, batch["x"])
+    logz = jax.nn.logsumexp(logits, axis=-1)
+    return jnp.mean(logz - jnp.take_along_axis(logits, batch["y"][:, None], axis=-1)[:, 0])
+
+
+def accuracies(apply, params, query: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Query accuracy in both of the paper's evaluation modes.
+
+    transductive: all queries in one batch (batch norm statistics come from the queries);
+    non-transductive ("accuracy"): each query predicted alone, in a batch with the support
+    images (`query["context"]`), as the paper's code does.
+    """
+    transductive = jnp.argmax(apply(params, query["x"]), -1) == query["y"]
+
+    def alone(x):
+        batch = jnp.concatenate([query["context"], x[None]])
+        return jnp.argmax(apply(params, batch)[-1])
+
+    single = jax.vmap(alone)(query["x"]) == query["y"]
+    return {"accuracy": jnp.mean(single.astype(jnp.float32)),
+            "accuracy_transductive": jnp.mean(transductive.astype(jnp.float32))}

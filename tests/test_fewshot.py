@@ -1,0 +1,88 @@
+"""Few-shot classification end to end: the command on synthetic archives and on real Omniglot."""
+
+import json
+import os
+
+import pytest
+from synthetic import write_mini
+
+from fometa.cli import main
+
+REAL_DATA_DIR = os.environ.get("FOMETA_DATA_DIR", "")
+CLASSES = {split: {f"n{10 * j + i:02d}": 8 for i in range(5)}
+           for j, split in enumerate(("train", "val", "test"))}
+TINY = ["--meta-iters", "4", "--log-every", "2", "--meta-batch", "2", "--train-shots", "2",
+        "--inner-iters", "2", "--inner-batch", "4", "--eval-tasks", "6",
+        "--eval-inner-iters", "2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def mini_dir(tmp_path_factory):
+    return write_mini(tmp_path_factory.mktemp("data") / "mini", "folders", sizes=((84, 84),),
+                      counts=CLASSES)
+
+
+@pytest.fixture(autouse=True)
+def _cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("FOMETA_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _exit_code(argv):
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+def test_mini_imagenet_run_reports_both_evaluation_modes(mini_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "mini-imagenet", "--data-dir", str(mini_dir),
+                 "--run-dir", str(run), *TINY]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["meta_iterations"] == 4
+    for name in ("eval", "eval_transductive"):
+        ev = results[name]
+        assert ev["metric"] == "accuracy" and ev["tasks"] == 6 and ev["inner_iters"] == 2
+        # 5 ways, one query per class: each task's accuracy is a multiple of 1/5.
+        assert 0.0 <= ev["mean"] <= 1.0 and round(ev["mean"] * 30, 4) % 1 == 0
+    cfg = results["config"]
+    assert (cfg["ways"], cfg["shots"], cfg["preset"]) == (5, 1, None)
+    assert "transductive" in capsys.readouterr().out
+    assert main(["eval", "--run-dir", str(run)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["eval"]["mean"] == pytest.approx(results["eval"]["mean"])
+    assert again["eval_transductive"]["mean"] == pytest.approx(results["eval_transductive"]["mean"])
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--ways", "6"], ["--ways 6", "5 classes"]),
+    (["--train-shots", "8"], ["9 examples per class", "8"]),
+    (["--shots", "8"], ["9 examples per class", "test"]),
+])
+def test_impossible_episodes_are_one_line_errors(mini_dir, tmp_path, capsys, extra, words):
+    code = _exit_code(["train", "--dataset", "mini-imagenet", "--data-dir", str(mini_dir),
+                       "--run-dir", str(tmp_path / "run"), *TINY, *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("fometa: error: ")
+    for w in words:
+        assert w in err
+
+
+def test_missing_archive_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "omniglot").mkdir()
+    (tmp_path / "omniglot" / "images_background.zip").write_bytes(b"PK\x03\x04 truncated")
+    code = _exit_code(["train", "--dataset", "omniglot", "--data-dir", str(tmp_path / "omniglot"),
+                       *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "images_" in err
+
+
+@pytest.mark.skipif(not REAL_DATA_DIR, reason="FOMETA_DATA_DIR is not set")
+def test_reptile_on_real_omniglot_learns(tmp_path):
+    """A short Reptile run on the real Omniglot zips, 5-way 1-shot, is well above chance (20%)."""
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "omniglot", "--meta-iters", "150", "--log-every", "150",
+                 "--eval-tasks", "200", "--run-dir", str(run), "--no-progress"]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["eval"]["mean"] > 0.4, results["eval"]
+    assert results["eval_transductive"]["mean"] > 0.4, results["eval_transductive"]
