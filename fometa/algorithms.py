@@ -25,8 +25,8 @@ def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support
     """One task's meta-gradient.
 
     Returns `(grad, final_inner_state, metrics)` where `metrics` holds `support_loss`
-    (the loss on the first support batch, before adaptation) and, when `query` is given,
-    `query_loss` (the loss on `query` after adaptation).
+    (the loss on the first support batch, before adaptation; absent with zero inner steps)
+    and, when `query` is given, `query_loss` (the loss on `query` after adaptation).
     """
     if algorithm == "maml":
         if query is None:
@@ -48,7 +48,8 @@ def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support
         qloss = None if query is None else loss_fn(adapted, query)
     else:
         raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
-    metrics = {"support_loss": losses[0]}
+    # No support_loss with zero inner steps (there is no support batch to evaluate).
+    metrics = {"support_loss": losses[0]} if losses.shape[0] else {}
     if qloss is not None:
         metrics["query_loss"] = qloss
     return grad, state, metrics

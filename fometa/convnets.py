@@ -9,9 +9,11 @@ defaults: Glorot-uniform kernels, zero biases.
   "xla":   `jax.lax.conv_general_dilated`.
   "patch": the k*k strided taps of the SAME-padded input, concatenated on the channel
            axis, times the kernel reshaped to [k*k*Cin, Cout] (one matmul).
-  "auto":  "patch" on CPU, "xla" elsewhere. XLA:CPU runs convolutions inside
-           `lax.scan` bodies and vmapped ones (per-task weights become grouped
-           convolutions) through a slow generic loop, 5-10x slower than the matmul form.
+  "auto":  "patch" on CPU, "xla" elsewhere. Under vmap with per-task weights the
+           convolutions become grouped ones, and inside a `lax.scan` body (the inner
+           loop) XLA:CPU runs their gradients through its unoptimised generic loop
+           ("Falling back to unoptimized convolution" at VLOG 2): meta-steps are 5-10x
+           slower than with the matmul form (benchmarks/conv.py).
 """
 
 from __future__ import annotations
@@ -55,11 +57,10 @@ def xla_conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
 
 def extract_patches(x: jax.Array, kh: int, kw: int, stride: int = 1) -> jax.Array:
     """SAME patches: [N, H, W, C] -> [N, H', W', kh*kw*C], ordered (tap row, tap col, channel)."""
-    _, h, w, c = x.shape
+    n, h, w, c = x.shape
     ho, pad_h = same_padding(h, kh, stride)
     wo, pad_w = same_padding(w, kw, stride)
     xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-    n = x.shape[0]
     taps = [jax.lax.slice(xp, (0, i, j, 0),
                           (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
                           (1, stride, stride, 1))
@@ -77,25 +78,24 @@ def patch_conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, conv: ConvImpl = "auto"
            ) -> jax.Array:
     """SAME convolution with the implementation `conv` selects (see module docstring)."""
-    return patch_conv(x, kernel, stride) if resolve_conv(conv) == "patch" else \
-        xla_conv(x, kernel, stride)
+    if resolve_conv(conv) == "patch":
+        return patch_conv(x, kernel, stride)
+    return xla_conv(x, kernel, stride)
 
 
 def max_pool(x: jax.Array, window: int = 2, stride: int = 2) -> jax.Array:
     """SAME max-pooling, [N, H, W, C] -> [N, ceil(H/stride), ceil(W/stride), C].
 
-    For window == stride it pads with -inf and reshapes into windows, which avoids
-    reduce_window's select-and-scatter gradient; otherwise it is `lax.reduce_window`.
+    `lax.reduce_window`: its gradient picks one maximum per window inside a single op (as
+    TF's MaxPoolGrad does). Not jnp.max over reshaped windows: that gradient locates the
+    maximum by bitwise equality with the forward result, and in the jitted Mini-ImageNet
+    network gradient (XLA:CPU, jax 0.10.2) it came out wrong, with eager mode right.
     """
     _, h, w, _ = x.shape
-    ho, pad_h = same_padding(h, window, stride)
-    wo, pad_w = same_padding(w, window, stride)
-    if window != stride:
-        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
-                                     (1, stride, stride, 1), ((0, 0), pad_h, pad_w, (0, 0)))
-    xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-jnp.inf)
-    n, c = x.shape[0], x.shape[-1]
-    return xp.reshape(n, ho, window, wo, window, c).max(axis=(2, 4))
+    _, pad_h = same_padding(h, window, stride)
+    _, pad_w = same_padding(w, window, stride)
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
+                                 (1, stride, stride, 1), ((0, 0), pad_h, pad_w, (0, 0)))
 
 
 class Conv(nn.Module):

@@ -55,15 +55,18 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
 
 
 def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,
-                   num_tasks: int, memory: int = 1 << 29) -> dict[str, np.ndarray]:
+                   num_tasks: int, memory: int | None = None) -> dict[str, np.ndarray]:
     """The metrics after adaptation on `num_tasks` evaluation tasks, each shape [num_tasks].
 
-    Tasks are sampled and adapted to on the device in chunks whose sampled data stays
-    under about `memory` bytes.
+    Tasks are sampled and adapted to on the device in vmapped chunks sized so that their
+    data, and activations estimated at 32x the data, stay under `memory` bytes (default
+    1 GiB on CPU, 16 GiB on accelerators).
     """
+    if memory is None:
+        memory = 1 << 30 if jax.default_backend() == "cpu" else 1 << 34
     task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
         jax.eval_shape(problem.eval_task, key)))
-    chunk = max(1, min(num_tasks, 1000, memory // max(task_bytes, 1)))
+    chunk = max(1, min(num_tasks, 1000, memory // (32 * max(task_bytes, 1))))
 
     @jax.jit
     def run(state, keys):
