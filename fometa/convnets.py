@@ -9,11 +9,14 @@ defaults: Glorot-uniform kernels, zero biases.
   "xla":   `jax.lax.conv_general_dilated`.
   "patch": the k*k strided taps of the SAME-padded input, concatenated on the channel
            axis, times the kernel reshaped to [k*k*Cin, Cout] (one matmul).
-  "auto":  "patch" on CPU, "xla" elsewhere. Under vmap with per-task weights the
-           convolutions become grouped ones, and inside a `lax.scan` body (the inner
-           loop) XLA:CPU runs their gradients through its unoptimised generic loop
-           ("Falling back to unoptimized convolution" at VLOG 2): meta-steps are 5-10x
-           slower than with the matmul form (benchmarks/conv.py).
+  "auto":  "patch" on CPU and GPU, "xla" elsewhere (TPU, unmeasured). Under vmap with
+           per-task weights the convolutions become grouped ones, and inside a
+           `lax.scan` body (the inner loop) XLA:CPU runs their gradients through its
+           unoptimised generic loop ("Falling back to unoptimized convolution" at VLOG
+           2): meta-steps are 5-10x slower than with the matmul form (benchmarks/conv.py).
+           On an H100 the matmul form was also faster for the Omniglot network: Reptile
+           1.49 vs 4.40 ms and FOMAML 0.69 vs 5.48 ms per meta-iteration
+           (benchmarks/preset_speed.py; grouped-convolution gradients are slow on GPU too).
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ BN_EPSILON = 1e-3
 
 
 def resolve_conv(conv: str) -> str:
-    """"xla" or "patch" for `conv`; "auto" is "patch" on the CPU backend, else "xla"."""
+    """"xla" or "patch" for `conv`; "auto" is "patch" on the CPU and GPU backends, else "xla"."""
     if conv not in CONV_IMPLS:
         raise ValueError(f"unknown conv {conv!r}; expected one of {CONV_IMPLS}")
     if conv == "auto":
-        return "patch" if jax.default_backend() == "cpu" else "xla"
+        return "patch" if jax.default_backend() in ("cpu", "gpu") else "xla"
     return conv
 
 

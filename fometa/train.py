@@ -151,7 +151,7 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[st
                                            "seconds": round(elapsed, 3)}) + "\n")
             metrics_file.flush()
             bar.update(n)
-            loss = f"{metrics.get('query_loss', metrics['support_loss']):.4g}"
+            loss = f"{metrics.get('query_loss', metrics.get('support_loss', math.nan)):.4g}"
             bar.set_postfix(loss=loss)
         train_seconds = time.perf_counter() - start
 

@@ -134,6 +134,8 @@ def test_resolve_conv(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     assert convnets.resolve_conv("auto") == "patch"
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert convnets.resolve_conv("auto") == "patch"
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
     assert convnets.resolve_conv("auto") == "xla"
     with pytest.raises(ValueError, match="unknown conv"):
         convnets.resolve_conv("fft")
