@@ -53,7 +53,7 @@ def _seed(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from fometa.algorithms import ALGORITHMS
-    from fometa.config import CONVS, DATASETS, INNER_OPTIMIZERS, OMNIGLOT_SPLITS
+    from fometa.config import CONVS, DATASETS, DTYPES, INNER_OPTIMIZERS, OMNIGLOT_SPLITS
 
     parser = _Parser(prog="fometa", description="MAML, FOMAML and Reptile in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper: 1200/423 characters, training ones rotated; maml: 1100/100/423, all rotated")
     t.add_argument("--conv", choices=CONVS,
                    help="convolution: patch (matmul, fast on CPU), xla, or auto (per platform)")
+    t.add_argument("--remat", action=argparse.BooleanOptionalAction, default=None,
+                   help="rematerialise each inner step in the backward pass (MAML memory)")
+    t.add_argument("--dtype", choices=DTYPES, help="compute dtype (bfloat16: mixed precision)")
+    t.add_argument("--devices", help="devices to shard the task batch over: N or 'all'")
     t.add_argument("--unroll", type=_positive_int, help="lax.scan unroll of the inner loop")
     t.add_argument("--log-every", type=_positive_int, help="meta-iterations per logged chunk")
     t.add_argument("--seed", type=_seed, help="PRNG seed")
@@ -105,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 SETTINGS = ("algorithm", "ways", "shots", "train_shots", "queries", "meta_iters", "meta_batch",
             "inner_iters", "inner_batch", "inner_lr", "inner_optimizer", "carry_inner_state",
             "outer_lr", "meta_step", "meta_step_final", "eval_tasks", "eval_inner_iters",
-            "eval_inner_batch", "omniglot_split", "conv", "data_dir", "unroll", "log_every", "seed")
+            "eval_inner_batch", "omniglot_split", "conv", "data_dir", "unroll", "remat", "dtype",
+            "devices", "log_every", "seed")
 
 
 def _train(args) -> int:

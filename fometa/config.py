@@ -10,6 +10,7 @@ DATASETS: tuple[str, ...] = ("sine", "omniglot", "mini-imagenet")
 INNER_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 OMNIGLOT_SPLITS: tuple[str, ...] = ("paper", "maml")
 CONVS: tuple[str, ...] = ("auto", "patch", "xla")
+DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -36,6 +37,9 @@ class Config:
     inner_lr: float = 0.02
     carry_inner_state: bool = False  # carry the inner optimizer state across tasks (paper's Reptile)
     unroll: int = 1                  # lax.scan unroll of the inner loop
+    remat: bool = False              # rematerialise each inner step (jax.checkpoint) to save memory
+    dtype: str = "float32"           # compute dtype: "float32" or "bfloat16" (parameters stay float32)
+    devices: str = "1"               # devices to shard the task batch over: a count or "all"
     # Outer loop.
     meta_iters: int = 30000
     meta_batch: int = 1
@@ -170,6 +174,10 @@ def _check(cfg: Config) -> Config:
                           f"{', '.join(OMNIGLOT_SPLITS)}")
     if cfg.conv not in CONVS:
         raise ConfigError(f"unknown conv {cfg.conv!r}; expected one of {', '.join(CONVS)}")
+    if cfg.dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {cfg.dtype!r}; expected one of {', '.join(DTYPES)}")
+    if not (cfg.devices == "all" or (cfg.devices.isdigit() and int(cfg.devices) > 0)):
+        raise ConfigError(f"devices must be a whole number >= 1 or 'all', got {cfg.devices!r}")
     counts = ["shots", "queries", "inner_iters", "meta_iters", "meta_batch", "eval_inner_iters",
               "eval_tasks", "log_every", "unroll", "ways", "train_shots", "inner_batch", "eval_inner_batch"]
     for name in counts:
