@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ import optax
 from fometa.config import Config
 from fometa.learner import MetaLearner, MetaState, evaluate
 from fometa.problems import Problem, make_learner, make_problem
+from fometa.sharding import (Mesh, check_divisible, device_names, mesh_size, replicate,
+                             replicated, select_devices, shard_tasks, task_mesh, task_sharded)
 
 STATE_FILE = "state.msgpack"
 
@@ -35,47 +39,69 @@ def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
     return jax.vmap(problem.train_task)(jax.random.split(key, meta_batch))
 
 
-def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array):
+def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array,
+                 mesh: Mesh | None = None):
     """A jitted `run(state, iterations) -> (state, mean metrics)` over a run of iterations.
 
     Iteration i samples its tasks from `fold_in(train_key, i)`, so results do not depend on
     how the run is cut into chunks. Sampling, inner loops and meta-updates all stay on the
     device inside one `lax.scan`.
+
+    With a `mesh` (default: one device; see `fometa.sharding`) the state, the iteration
+    numbers and the outputs are replicated over its devices, and each iteration's sampled
+    task batch ([meta_batch, ...] leaves) is constrained to be split along the mesh's
+    "tasks" axis, so that every device samples and adapts to meta_batch/D tasks and the
+    task mean becomes an all-reduce. `meta_batch` must be divisible by the mesh's size.
     """
+    mesh = task_mesh() if mesh is None else mesh
+    check_divisible(meta_batch, mesh)
 
     def body(state, i):
-        return learner.step(state, task_batch(problem, jax.random.fold_in(train_key, i), meta_batch))
+        tasks = task_batch(problem, jax.random.fold_in(train_key, i), meta_batch)
+        return learner.step(state, shard_tasks(tasks, mesh))
 
-    @jax.jit
-    def run(state, iterations):
+    whole = replicated(mesh)
+
+    @functools.partial(jax.jit, in_shardings=(whole, whole), out_shardings=(whole, whole))
+    def meta_chunk(state, iterations):
         state, metrics = jax.lax.scan(body, state, iterations)
         return state, jax.tree_util.tree_map(jnp.mean, metrics)
 
-    return run
+    return meta_chunk
 
 
 def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,
-                   num_tasks: int, memory: int | None = None) -> dict[str, np.ndarray]:
+                   num_tasks: int, memory: int | None = None,
+                   mesh: Mesh | None = None) -> dict[str, np.ndarray]:
     """The metrics after adaptation on `num_tasks` evaluation tasks, each shape [num_tasks].
 
     Tasks are sampled and adapted to on the device in vmapped chunks sized so that their
-    data, and activations estimated at 32x the data, stay under `memory` bytes (default
-    1 GiB on CPU, 16 GiB on accelerators).
+    data, and activations estimated at 32x the data, stay under `memory` bytes per device
+    (default 1 GiB on CPU, 16 GiB on accelerators). With a `mesh` (default: one device)
+    each chunk's task keys ([chunk, 2]) are split over its D devices, so the chunk is a
+    multiple of D; the state is replicated. Results do not depend on D or the chunking.
     """
+    mesh = task_mesh() if mesh is None else mesh
+    n = mesh_size(mesh)
     if memory is None:
         memory = 1 << 30 if jax.default_backend() == "cpu" else 1 << 34
     task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
         jax.eval_shape(problem.eval_task, key)))
-    chunk = max(1, min(num_tasks, 1000, memory // (32 * max(task_bytes, 1))))
+    per_device = max(1, min(-(-num_tasks // n), 1000, memory // (32 * max(task_bytes, 1))))
+    chunk = n * per_device
+    whole, split = replicated(mesh), task_sharded(mesh)
 
-    @jax.jit
-    def run(state, keys):
-        return evaluate(learner, state, jax.vmap(problem.eval_task)(keys), problem.metric_fn)
+    @functools.partial(jax.jit, in_shardings=(whole, split), out_shardings=whole)
+    def eval_chunk(state, keys):
+        tasks = shard_tasks(jax.vmap(problem.eval_task)(keys), mesh)
+        return evaluate(learner, state, tasks, problem.metric_fn)
 
+    state = replicate(state, mesh)
     keys = jax.random.split(key, num_tasks)
-    pad = -num_tasks % chunk
-    keys = jnp.concatenate([keys, keys[:pad]]) if pad else keys
-    out = [jax.device_get(run(state, keys[i:i + chunk])) for i in range(0, len(keys), chunk)]
+    padded = num_tasks + (-num_tasks % chunk)  # repeat tasks to fill the last chunk
+    keys = keys[jnp.arange(padded) % num_tasks] if padded > num_tasks else keys
+    out = [jax.device_get(eval_chunk(state, jax.device_put(keys[i:i + chunk], split)))
+           for i in range(0, len(keys), chunk)]
     return {k: np.concatenate([o[k] for o in out])[:num_tasks] for k in out[0]}
 
 
@@ -98,8 +124,9 @@ def versions() -> dict[str, str]:
             "optax": optax.__version__}
 
 
-def devices() -> list[str]:
-    return [f"{d.platform}:{d.device_kind}" for d in jax.devices()]
+def devices(mesh: Mesh | None = None) -> list[str]:
+    """The devices a run uses (default: all of `jax.devices()`)."""
+    return device_names(mesh if mesh is not None else task_mesh(jax.devices()))
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -117,28 +144,38 @@ def setup(cfg: Config):
 
 
 def train(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Meta-trains, evaluates and writes the run directory; returns `results.json`'s content."""
+    """Meta-trains, evaluates and writes the run directory; returns `results.json`'s content.
+
+    The task batches are split over the devices `cfg.devices` names (see `fometa.sharding`).
+    Under `jax.distributed` every process runs this function and takes part in every
+    computation, but only process 0 writes the run directory and shows progress.
+    """
     from tqdm.auto import tqdm
 
+    mesh = task_mesh(select_devices(cfg.devices))
+    check_divisible(cfg.meta_batch, mesh)
+    main = jax.process_index() == 0
+    progress = progress and main
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "config.json",
-                {"config": cfg.to_dict(), "versions": versions(), "devices": devices()})
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "config.json",
+                    {"config": cfg.to_dict(), "versions": versions(), "devices": devices(mesh)})
     problem, learner, init_key, train_key, eval_key = setup(cfg)
-    state = learner.init(problem.init_params(init_key))
-    run = chunk_runner(learner, problem, cfg.meta_batch, train_key)
+    state = replicate(learner.init(problem.init_params(init_key)), mesh)
+    run = chunk_runner(learner, problem, cfg.meta_batch, train_key, mesh)
 
     start = time.perf_counter()
     compiled: dict[int, Any] = {}
     compile_seconds = 0.0
-    metrics_file = (run_dir / "metrics.jsonl").open("w")
+    metrics_file = (run_dir / "metrics.jsonl").open("w") if main else open(os.devnull, "w")
     bar = tqdm(total=cfg.meta_iters, unit="it", disable=not progress, dynamic_ncols=True,
                desc=f"{cfg.algorithm} {cfg.dataset}")
     done = 0
     with metrics_file, bar:
         while done < cfg.meta_iters:
             n = min(cfg.log_every, cfg.meta_iters - done)
-            iterations = jnp.arange(done, done + n, dtype=jnp.int32)
+            iterations = replicate(np.arange(done, done + n, dtype=np.int32), mesh)
             if n not in compiled:
                 t0 = time.perf_counter()
                 compiled[n] = run.lower(state, iterations).compile()
@@ -156,12 +193,12 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[st
         train_seconds = time.perf_counter() - start
 
         evals = summarize(problem, evaluate_tasks(learner, state, problem, eval_key,
-                                                  cfg.eval_tasks),
+                                                  cfg.eval_tasks, mesh=mesh),
                           inner_iters=cfg.eval_inner_iters)
         metrics_file.write(json.dumps({"kind": "eval", "iteration": done, **evals}) + "\n")
         bar.set_postfix(loss=loss, **{problem.metric: f"{evals['eval']['mean']:.4g}"})
 
-    (run_dir / STATE_FILE).write_bytes(flax.serialization.to_bytes(state))
+    state = jax.device_get(state)  # replicated, so every process holds all of it
     results = {
         "config": cfg.to_dict(),
         **evals,
@@ -169,12 +206,14 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[st
         "wall_seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
-        "devices": devices(),
+        "devices": devices(mesh),
     }
-    _write_json(run_dir / "results.json", results)
-    from fometa.plots import plot_run
+    if main:
+        (run_dir / STATE_FILE).write_bytes(flax.serialization.to_bytes(state))
+        _write_json(run_dir / "results.json", results)
+        from fometa.plots import plot_run
 
-    plot_run(run_dir, cfg, problem, learner, state, eval_key)
+        plot_run(run_dir, cfg, problem, learner, state, eval_key)
     return results
 
 
