@@ -1,0 +1,280 @@
+"""Milliseconds per meta-step of the paper's few-shot workloads, optionally against torch.func.
+
+    python benchmarks/speed.py --workload omniglot-5w1s|miniimagenet-5w1s \\
+        --algorithm maml|fomaml|reptile --iters N --json [--torch] [--threads N] [--unroll K]
+
+One meta-step: 5 tasks, each 5-way with 5 inner SGD steps (lr 0.1) on batches of 10 images
+(28x28x1 with `fometa.OmniglotCNN`, or 84x84x3 with `fometa.MiniImageNetCNN`; batch norm
+with batch statistics), 5 query images per task for MAML/FOMAML; then the outer update
+(Adam 1e-3 for MAML/FOMAML, Reptile's interpolation `fometa.reptile_outer(0.1)`).
+
+fometa side: `jax.jit(fometa.meta_learner(...).step)` on a `fometa.Task` with a leading task
+axis of 5 (support leaves [5 tasks, 5 steps, 10, ...]).
+
+--torch: the same workload written the PyTorch way, in the same process: the same network
+as an `nn.Module` (NCHW; BatchNorm2d in training mode with `track_running_stats=False`),
+`torch.func.functional_call`, `torch.func.grad`, `torch.func.vmap` over the tasks and a
+Python loop over the inner steps; MAML differentiates through the inner loop (grad of grad),
+FOMAML takes the query gradient at the adapted parameters (computed without an outer
+transform, i.e. detached), Reptile the parameter difference; `torch.optim.Adam` (MAML,
+FOMAML) or the in-place interpolation (Reptile) for the outer step.
+
+The data are random tensors prepared once, before timing (sampling episodes is not what is
+timed; timing does not depend on the pixel values). Each timed meta-step is one call, waited
+for (`block_until_ready`); after warm-up, fometa and torch steps alternate so that load from
+other processes hits both alike. `ms_per_meta_step` is the median over `--iters` steps.
+The last line printed (with --json) is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+WORKLOADS = {
+    # name: (image shape HWC, network)
+    "omniglot-5w1s": ((28, 28, 1), "omniglot"),
+    "miniimagenet-5w1s": ((84, 84, 3), "miniimagenet"),
+}
+TASKS, WAYS, INNER_STEPS, INNER_BATCH, QUERIES, INNER_LR = 5, 5, 5, 10, 5, 0.1
+OUTER_LR, REPTILE_EPS = 1e-3, 0.1
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="omniglot-5w1s")
+    parser.add_argument("--algorithm", choices=("maml", "fomaml", "reptile"), default="maml")
+    parser.add_argument("--iters", type=int, default=20, help="timed meta-steps (median)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed meta-steps after compiling")
+    parser.add_argument("--json", action="store_true", help="print a JSON object last")
+    parser.add_argument("--torch", action="store_true", help="also time the torch.func version")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for torch (torch.set_num_threads) and XLA:CPU; "
+                             "default: the machine's cores")
+    parser.add_argument("--unroll", type=int, default=None,
+                        help="lax.scan unroll of the inner loop (default 1, meta_learner's default)")
+    parser.add_argument("--conv", choices=("auto", "patch", "xla"), default="auto")
+    return parser.parse_args(argv)
+
+
+def make_data(workload: str, seed: int = 0):
+    """Random numpy data: support x [T, S, B, H, W, C], y [T, S, B]; query x [T, Q, ...], y [T, Q]."""
+    import numpy as np
+
+    shape, _ = WORKLOADS[workload]
+    rng = np.random.default_rng(seed)
+    return {"sx": rng.standard_normal((TASKS, INNER_STEPS, INNER_BATCH, *shape), np.float32),
+            "sy": rng.integers(0, WAYS, (TASKS, INNER_STEPS, INNER_BATCH)).astype(np.int32),
+            "qx": rng.standard_normal((TASKS, QUERIES, *shape), np.float32),
+            "qy": rng.integers(0, WAYS, (TASKS, QUERIES)).astype(np.int32)}
+
+
+# ----------------------------------------------------------------------------- fometa
+
+
+def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str):
+    """(call, compile_s, params): `call()` runs one jitted meta-step and waits for it."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    import fometa
+    from fometa.tasks.classification import cross_entropy
+
+    _, net = WORKLOADS[workload]
+    model_cls = fometa.OmniglotCNN if net == "omniglot" else fometa.MiniImageNetCNN
+    model = model_cls(WAYS, conv=conv)
+    loss_fn = functools.partial(cross_entropy, model.apply)
+    outer = fometa.reptile_outer(REPTILE_EPS) if algorithm == "reptile" else None
+    if outer is None:
+        import optax
+        outer = optax.adam(OUTER_LR)
+    learner = fometa.meta_learner(algorithm, loss_fn, INNER_LR, outer, unroll=unroll)
+    tasks = fometa.Task({"x": jnp.asarray(data["sx"]), "y": jnp.asarray(data["sy"])},
+                        {"x": jnp.asarray(data["qx"]), "y": jnp.asarray(data["qy"])})
+    params = model.init(jax.random.PRNGKey(0), tasks.query["x"][0])
+    state = learner.init(params)
+    t0 = time.perf_counter()
+    step = jax.jit(learner.step).lower(state, tasks).compile()
+    compile_s = time.perf_counter() - t0
+    box = [state]
+
+    def call():
+        new_state, metrics = step(box[0], tasks)
+        jax.block_until_ready((new_state, metrics))
+        box[0] = new_state
+
+    return call, compile_s, params
+
+
+# ----------------------------------------------------------------------------- torch
+
+
+def torch_step(workload: str, algorithm: str, data, jax_params=None):
+    """(call, setup_s): one meta-step written with torch.func; `jax_params` seeds the weights."""
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.func import functional_call, grad, vmap
+    import torch.nn.functional as F
+
+    _, net = WORKLOADS[workload]
+    cin = WORKLOADS[workload][0][2]
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, omniglot):
+            super().__init__()
+            self.omniglot = omniglot
+            self.conv = nn.Conv2d(cin, cout, 3, stride=2 if omniglot else 1, padding=1)
+            self.norm = nn.BatchNorm2d(cout, eps=1e-3, track_running_stats=False)
+
+        def forward(self, x):
+            x = self.norm(self.conv(x))
+            if not self.omniglot:
+                x = F.max_pool2d(x, 2, 2, ceil_mode=True)
+            return F.relu(x)
+
+    class Net(nn.Module):
+        def __init__(self, omniglot):
+            super().__init__()
+            filters = 64 if omniglot else 32
+            chans = [cin] + [filters] * 4
+            self.blocks = nn.Sequential(*[Block(chans[i], chans[i + 1], omniglot)
+                                          for i in range(4)])
+            self.logits = nn.Linear(filters * (2 * 2 if omniglot else 6 * 6), WAYS)
+
+        def forward(self, x):
+            return self.logits(self.blocks(x).flatten(1))
+
+    t0 = time.perf_counter()
+    model = Net(net == "omniglot").train()
+    if jax_params is not None:  # same initial weights as fometa (layouts converted)
+        p = jax_params["params"]
+        with torch.no_grad():
+            for i, block in enumerate(model.blocks):
+                block.conv.weight.copy_(torch.from_numpy(
+                    np.asarray(p[f"conv{i}"]["kernel"]).transpose(3, 2, 0, 1).copy()))
+                block.conv.bias.copy_(torch.from_numpy(np.asarray(p[f"conv{i}"]["bias"])))
+                block.norm.weight.copy_(torch.from_numpy(np.asarray(p[f"norm{i}"]["scale"])))
+                block.norm.bias.copy_(torch.from_numpy(np.asarray(p[f"norm{i}"]["bias"])))
+            k = np.asarray(p["logits"]["kernel"])  # [H*W*C (NHWC flatten), ways]
+            f = model.logits.in_features
+            side = int(round((f // model.blocks[0].conv.out_channels) ** 0.5))
+            c = model.blocks[0].conv.out_channels
+            k = k.reshape(side, side, c, WAYS).transpose(2, 0, 1, 3).reshape(f, WAYS)
+            model.logits.weight.copy_(torch.from_numpy(k.T.copy()))
+            model.logits.bias.copy_(torch.from_numpy(np.asarray(p["logits"]["bias"])))
+    names = [n for n, _ in model.named_parameters()]
+    tparams = dict(model.named_parameters())
+    opt = torch.optim.Adam(tparams.values(), lr=OUTER_LR) if algorithm != "reptile" else None
+
+    def nchw(x):
+        return torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, -3)))
+
+    sx, qx = nchw(data["sx"]), nchw(data["qx"])
+    sy, qy = torch.from_numpy(data["sy"]).long(), torch.from_numpy(data["qy"]).long()
+
+    def loss(p, x, y):
+        return F.cross_entropy(functional_call(model, p, (x,)), y)
+
+    def adapt(p, xs, ys):
+        for i in range(INNER_STEPS):  # a plain Python loop over the inner steps
+            g = grad(loss)(p, xs[i], ys[i])
+            p = {k: p[k] - INNER_LR * g[k] for k in names}
+        return p
+
+    if algorithm == "maml":
+        def task_grad(p, xs, ys, qxi, qyi):
+            return grad(lambda p0: loss(adapt(p0, xs, ys), qxi, qyi))(p)
+    elif algorithm == "fomaml":
+        def task_grad(p, xs, ys, qxi, qyi):
+            adapted = {k: v.detach() for k, v in adapt(p, xs, ys).items()}
+            return grad(loss)(adapted, qxi, qyi)
+    else:
+        def task_grad(p, xs, ys, qxi, qyi):
+            adapted = adapt(p, xs, ys)
+            return {k: p[k] - adapted[k] for k in names}
+
+    batched = vmap(task_grad, in_dims=(None, 0, 0, 0, 0))
+
+    def call():
+        p = {k: v.detach() for k, v in tparams.items()}
+        grads = batched(p, sx, sy, qx, qy)
+        with torch.no_grad():
+            if opt is None:  # Reptile: phi <- phi - eps * mean(phi - W)
+                for k in names:
+                    tparams[k].sub_(REPTILE_EPS * grads[k].mean(0))
+            else:
+                for k in names:
+                    tparams[k].grad = grads[k].mean(0)
+                opt.step()
+
+    return call, time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads is not None:
+        flags = os.environ.get("XLA_FLAGS", "")
+        if args.threads == 1:
+            flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = flags.strip()
+    import jax
+
+    cores = os.cpu_count()
+    threads = args.threads or cores
+    unroll = 1 if args.unroll is None else args.unroll
+    data = make_data(args.workload)
+    call, compile_s, params = fometa_step(args.workload, args.algorithm, data, unroll, args.conv)
+    calls = {"fometa": call}
+    setup = {}
+    if args.torch:
+        import torch
+
+        torch.set_num_threads(threads)
+        tcall, setup["torch"] = torch_step(args.workload, args.algorithm, data, params)
+        calls["torch"] = tcall
+    for _ in range(max(args.warmup, 1)):
+        for c in calls.values():
+            c()
+    times = {name: [] for name in calls}
+    for _ in range(args.iters):
+        for name, c in calls.items():  # alternate, so machine noise hits both
+            t0 = time.perf_counter()
+            c()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    dev = jax.devices()[0]
+    out = {"workload": args.workload, "algorithm": args.algorithm,
+           "ms_per_meta_step": statistics.median(times["fometa"]),
+           "device": f"{dev.platform}:{dev.device_kind}", "cpu_cores": cores,
+           "processor": platform.processor() or platform.machine(),
+           "threads": threads, "compile_s": compile_s, "unroll": unroll,
+           "iters": args.iters, "conv": args.conv, "jax": jax.__version__,
+           "data": "random tensors prepared once; sampling not timed"}
+    if args.torch:
+        import torch
+
+        t = statistics.median(times["torch"])
+        out.update({"torch_ms_per_meta_step": t, "ratio": t / out["ms_per_meta_step"],
+                    "torch": torch.__version__, "torch_threads": torch.get_num_threads()})
+    line = (f"{args.workload} {args.algorithm}: fometa {out['ms_per_meta_step']:.2f} ms "
+            f"(compile {compile_s:.1f} s, unroll {unroll})")
+    if args.torch:
+        line += f", torch.func {out['torch_ms_per_meta_step']:.2f} ms, ratio {out['ratio']:.2f}x"
+    print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+    if args.json:
+        print(json.dumps(out), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()
