@@ -42,15 +42,32 @@ def num_steps(support: Batch) -> int:
     return sizes.pop()
 
 
+def remat_loss(loss_fn: LossFn) -> LossFn:
+    """`loss_fn` rematerialised: differentiating through an inner step saves no activations.
+
+    An inner step takes `jax.grad(loss_fn)`; through `jax.checkpoint` that gradient is a
+    checkpointed forward pass and a checkpointed backward pass that recomputes the forward
+    one, so MAML's second-order gradient saves only each step's params and batch (the scan
+    carry and input) and recomputes the rest, instead of keeping every step's forward and
+    backward activations. `prevent_cse=False`: inside the scan the loop boundary already
+    keeps XLA from merging the recomputation with the forward pass.
+    """
+    return jax.checkpoint(loss_fn, prevent_cse=False)
+
+
 def inner_loop(loss_fn: LossFn, params: Params, support: Batch,
                opt: optax.GradientTransformation, opt_state: optax.OptState,
-               unroll: int | bool = 1) -> tuple[Params, optax.OptState, jax.Array]:
+               unroll: int | bool = 1, remat: bool = False
+               ) -> tuple[Params, optax.OptState, jax.Array]:
     """Runs one optimizer step per leading index of `support`.
 
     Returns the adapted params, the final optimizer state and the loss before each step,
-    shape [steps]. Differentiable end to end (MAML backpropagates through it).
+    shape [steps]. Differentiable end to end (MAML backpropagates through it). With
+    `remat`, the steps' intermediates are recomputed when differentiating (`remat_loss`).
     """
     num_steps(support)
+    if remat:
+        loss_fn = remat_loss(loss_fn)
 
     def step(carry, batch):
         p, s = carry
@@ -65,7 +82,7 @@ def inner_loop(loss_fn: LossFn, params: Params, support: Batch,
 
 def adapt(loss_fn: LossFn, params: Params, support: Batch, inner_opt: InnerOpt, *,
           inner_state: optax.OptState | None = None, return_state: bool = False,
-          unroll: int | bool = 1):
+          unroll: int | bool = 1, remat: bool = False):
     """Adapts `params` to a task: one step of `inner_opt` on `loss_fn(params, support[i])` per i.
 
     Args:
@@ -76,11 +93,12 @@ def adapt(loss_fn: LossFn, params: Params, support: Batch, inner_opt: InnerOpt, 
       inner_state: the optimizer state to start from; `inner_opt.init(params)` if None.
       return_state: also return the final optimizer state.
       unroll: passed to `jax.lax.scan`.
+      remat: rematerialise the inner steps when differentiating through them (memory).
 
     Returns:
       The adapted params, or `(adapted, final_state)` if `return_state`.
     """
     opt = as_optimizer(inner_opt)
     state = opt.init(params) if inner_state is None else inner_state
-    adapted, final_state, _ = inner_loop(loss_fn, params, support, opt, state, unroll)
+    adapted, final_state, _ = inner_loop(loss_fn, params, support, opt, state, unroll, remat)
     return (adapted, final_state) if return_state else adapted

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from fometa.algorithms import ALGORITHMS, Algorithm, meta_gradient
-from fometa.inner import InnerOpt, LossFn, Params, as_optimizer, inner_loop
+from fometa.inner import InnerOpt, LossFn, Params, as_optimizer, inner_loop, remat_loss
 from fometa.tasks.base import Task
 
 
@@ -57,7 +57,8 @@ def _mean_over_tasks(tree):
 
 def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                  outer_opt: optax.GradientTransformation | None = None, *,
-                 carry_inner_state: bool = False, unroll: int | bool = 1) -> MetaLearner:
+                 carry_inner_state: bool = False, unroll: int | bool = 1,
+                 remat: bool = False) -> MetaLearner:
     """Builds a meta-learner.
 
     Args:
@@ -70,10 +71,15 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         mean of the tasks' final states), as the paper's Reptile code does with Adam;
         otherwise every task starts from `inner_opt.init(params)`.
       unroll: `jax.lax.scan` unrolling of the inner loop.
+      remat: rematerialise the inner steps (`fometa.inner.remat_loss`): MAML's
+        second-order gradient then keeps only each step's params and batch, not its
+        activations, at the cost of recomputing them. No effect on the results.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
     opt = as_optimizer(inner_opt)
+    if remat:
+        loss_fn = remat_loss(loss_fn)
     if outer_opt is None:
         outer_opt = reptile_outer(0.1) if algorithm == "reptile" else optax.adam(1e-3)
 

@@ -36,6 +36,29 @@ class Problem(NamedTuple):
     extras: Any = None  # dataset-specific objects (e.g. the SineTasks, for plotting)
 
 
+def in_dtype(apply: Callable[[Any, jax.Array], jax.Array], dtype: str
+             ) -> Callable[[Any, jax.Array], jax.Array]:
+    """`apply(params, x)` computed in `dtype`, with float32 outputs: mixed precision.
+
+    The floating-point params and the input are cast to `dtype` inside the call, so the
+    caller's params (the meta-learned ones, the inner loop's adapted ones, the optimizer
+    states and every update) stay float32 and their gradients come back in float32
+    through the casts; the outputs (predictions, logits) are cast up so that losses and
+    metrics reduce in float32. The networks run in their input's dtype.
+    """
+    if dtype == "float32":
+        return apply
+    dt = jnp.dtype(dtype)
+
+    def cast(a):
+        return a.astype(dt) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    def apply_in_dtype(params, x):
+        return apply(jax.tree_util.tree_map(cast, params), cast(x)).astype(jnp.float32)
+
+    return apply_in_dtype
+
+
 def sine_problem(cfg: Config) -> Problem:
     train_points = cfg.train_shots or cfg.shots
     tasks = SineTasks(
@@ -47,7 +70,8 @@ def sine_problem(cfg: Config) -> Problem:
         raise ConfigError(f"shots {cfg.shots} exceeds the {tasks.grid_points} points of the "
                           "sine evaluation grid")
     model = MLP(hidden=tuple(cfg.hidden), out=1, activation=cfg.activation)
-    loss = lambda p, b: mse(model.apply, p, b)
+    predict = in_dtype(model.apply, cfg.dtype)
+    loss = lambda p, b: mse(predict, p, b)
     return Problem(tasks.train_task, tasks.eval_task,
                    lambda key: model.init(key, jnp.zeros((1, 1))), loss,
                    lambda p, q: {"mse": loss(p, q)}, "mse",
@@ -91,7 +115,8 @@ def classification_problem(cfg: Config, splits=None) -> Problem:
     cnn = OmniglotCNN if cfg.dataset == "omniglot" else MiniImageNetCNN
     model = cnn(num_classes=cfg.ways, conv=cfg.conv)
     # Tasks hold uint8 images; the network sees them scaled to [0, 1] as in the paper.
-    apply = lambda p, x: model.apply(p, x.astype(jnp.float32) / 255.0)
+    net = in_dtype(model.apply, cfg.dtype)
+    apply = lambda p, x: net(p, x.astype(jnp.float32) / 255.0)
     return Problem(tasks.train_task, tasks.eval_task,
                    lambda key: model.init(key, jnp.zeros((1,) + train.shape[2:], jnp.float32)),
                    lambda p, b: cross_entropy(apply, p, b),
@@ -118,4 +143,5 @@ def make_learner(cfg: Config, problem: Problem) -> MetaLearner:
     else:
         outer = optax.adam(cfg.outer_lr)
     return meta_learner(cfg.algorithm, problem.loss_fn, inner_optimizer(cfg), outer,
-                        carry_inner_state=cfg.carry_inner_state, unroll=cfg.unroll)
+                        carry_inner_state=cfg.carry_inner_state, unroll=cfg.unroll,
+                        remat=cfg.remat)
