@@ -92,15 +92,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--devices", help="devices to shard the task batch over: N or 'all'")
     t.add_argument("--unroll", type=_positive_int, help="lax.scan unroll of the inner loop")
     t.add_argument("--log-every", type=_positive_int, help="meta-iterations per logged chunk")
+    t.add_argument("--checkpoint-every", type=_positive_int,
+                   help="meta-iterations between checkpoints, at chunk ends (default: 10 chunks)")
+    t.add_argument("--eval-every", type=_positive_int,
+                   help="meta-iterations between evaluations on min(eval-tasks, 1000) tasks, "
+                        "at chunk ends (default: only the final evaluation)")
+    t.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files to RUN_DIR/tensorboard "
+                        "(needs tensorboardX)")
     t.add_argument("--seed", type=_seed, help="PRNG seed")
     t.add_argument("--data-dir", help="folder of the dataset files (image datasets)")
-    t.add_argument("--run-dir", help="output folder (default: runs/<dataset>-<algorithm>-<time>)")
+    t.add_argument("--run-dir", help="output folder (default: runs/<dataset>-<algorithm>-<time>); "
+                   "rerunning a command with the same --run-dir resumes it from its newest checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    e = sub.add_parser("eval", help="re-evaluate a finished run")
+    e = sub.add_parser("eval", help="re-evaluate a run's newest checkpoint")
     e.add_argument("--run-dir", required=True, help="a run directory written by 'fometa train'")
     e.add_argument("--eval-tasks", type=_positive_int, help="evaluation tasks")
     e.add_argument("--eval-inner-iters", type=_positive_int, help="inner steps at evaluation")
+
+    p = sub.add_parser("plot", help="overlay the learning curves of one or more runs")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    p.add_argument("--out", help="image file to write (default: chosen by fometa.plots)")
 
     sub.add_parser("presets", help="list the presets with the paper's number for each")
     return parser
@@ -110,7 +123,7 @@ SETTINGS = ("algorithm", "ways", "shots", "train_shots", "queries", "meta_iters"
             "inner_iters", "inner_batch", "inner_lr", "inner_optimizer", "carry_inner_state",
             "outer_lr", "meta_step", "meta_step_final", "eval_tasks", "eval_inner_iters",
             "eval_inner_batch", "omniglot_split", "conv", "data_dir", "unroll", "remat", "dtype",
-            "devices", "log_every", "seed")
+            "devices", "log_every", "checkpoint_every", "eval_every", "seed")
 
 
 def _train(args) -> int:
@@ -119,7 +132,12 @@ def _train(args) -> int:
 
     cfg = resolve(args.dataset, args.preset, **{k: getattr(args, k) for k in SETTINGS})
     run_dir = Path(args.run_dir or f"runs/{cfg.dataset}-{cfg.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}")
-    results = train(cfg, run_dir, progress=not args.no_progress)
+    results = train(cfg, run_dir, progress=not args.no_progress, tensorboard=args.tensorboard)
+    if results.get("already_complete"):
+        print(f"run dir {run_dir} already holds this run, complete at meta-iteration "
+              f"{results['meta_iterations']}; its results.json:")
+    elif results.get("resumed_from"):
+        print(f"resumed at meta-iteration {results['resumed_from']}")
     ev = results["eval"]
     line = (f"{ev['metric']} after {cfg.eval_inner_iters} inner steps on {ev['tasks']} tasks: "
             f"{ev['mean']:.4f} +/- {ev['ci95']:.4f}")
@@ -135,6 +153,21 @@ def _eval(args) -> int:
 
     print(json.dumps(evaluate_run(args.run_dir, eval_tasks=args.eval_tasks,
                                   eval_inner_iters=args.eval_inner_iters)))
+    return 0
+
+
+def _plot(args) -> int:
+    from fometa.config import ConfigError
+
+    run_dirs = [Path(d) for d in args.run_dirs]
+    for d in run_dirs:
+        if not (d / "metrics.jsonl").is_file():
+            raise ConfigError(f"{d / 'metrics.jsonl'} not found; expected a run directory "
+                              "written by 'fometa train'")
+    from fometa.plots import plot_runs
+
+    out = plot_runs(run_dirs, Path(args.out) if args.out else None)
+    print(out)
     return 0
 
 
@@ -154,12 +187,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return {"train": _train, "eval": _eval, "presets": _presets}[args.command](args)
+        return {"train": _train, "eval": _eval, "plot": _plot,
+                "presets": _presets}[args.command](args)
     except (ConfigError, DataError) as e:
         print(f"fometa: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("fometa: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # TrainingInterrupted says where and how to resume
+        print(f"fometa: {e or 'interrupted'}", file=sys.stderr)
         return 130
 
 

@@ -59,8 +59,10 @@ class Config:
     sine_on_grid: bool = True        # training inputs on the paper's fixed grid (else uniform)
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
-    # Logging.
+    # Logging, checkpoints and periodic evaluation (chunk ends: multiples of log_every).
     log_every: int = 1000
+    checkpoint_every: int | None = None  # meta-iterations between checkpoints; None = 10 * log_every
+    eval_every: int | None = None        # meta-iterations between evaluations; None = only at the end
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -179,7 +181,7 @@ def _check(cfg: Config) -> Config:
     if not (cfg.devices == "all" or (cfg.devices.isdigit() and int(cfg.devices) > 0)):
         raise ConfigError(f"devices must be a whole number >= 1 or 'all', got {cfg.devices!r}")
     counts = ["shots", "queries", "inner_iters", "meta_iters", "meta_batch", "eval_inner_iters",
-              "eval_tasks", "log_every", "unroll", "ways", "train_shots", "inner_batch", "eval_inner_batch"]
+              "eval_tasks", "log_every", "checkpoint_every", "eval_every", "unroll", "ways", "train_shots", "inner_batch", "eval_inner_batch"]
     for name in counts:
         value = getattr(cfg, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)

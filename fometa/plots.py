@@ -77,8 +77,13 @@ def learning_curve(run_dir: Path, out: Path | None = None) -> Path:
     return out
 
 
-def plot_runs(run_dirs: list[Path], out: Path) -> Path:
-    """The learning curves of several runs overlaid in one figure, written to `out`."""
+OVERLAY = "learning_curves.png"
+
+
+def plot_runs(run_dirs: list[Path], out: Path | None = None) -> Path:
+    """The learning curves of several runs overlaid in one figure, written to `out`
+    (default `learning_curves.png` in the current folder)."""
+    out = Path(out or OVERLAY)
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for i, run_dir in enumerate(run_dirs):

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import flax
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,9 +21,6 @@ from fometa.learner import MetaLearner, MetaState, evaluate
 from fometa.problems import Problem, make_learner, make_problem
 from fometa.sharding import (Mesh, check_divisible, device_names, mesh_size, replicate,
                              replicated, select_devices, shard_tasks, task_mesh, task_sharded)
-
-STATE_FILE = "state.msgpack"
-
 
 def mean_ci95(values: np.ndarray) -> tuple[float, float]:
     """Mean and the half-width of its 95% normal confidence interval."""
@@ -143,74 +139,229 @@ def setup(cfg: Config):
     return problem, learner, init_key, train_key, eval_key
 
 
-def train(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by `train` after Ctrl-C (SIGINT): a checkpoint at `iteration` was written."""
+
+    def __init__(self, iteration: int):
+        super().__init__(f"interrupted at meta-iteration {iteration}; "
+                         "rerun the same command to resume")
+        self.iteration = iteration
+
+
+# Settings that may differ between a run and its resumption: they change no number.
+RESUMABLE = ("checkpoint_every",)
+PERIODIC_EVAL_TASKS = 1000  # periodic evaluations use min(eval_tasks, this) tasks
+
+
+def checkpoint_interval(cfg: Config) -> int:
+    """Meta-iterations between checkpoints (default: every 10 logged chunks)."""
+    return cfg.checkpoint_every or 10 * cfg.log_every
+
+
+def _crossed(done: int, n: int, every: int | None) -> bool:
+    """Whether the chunk (done - n, done] reached a multiple of `every`."""
+    return bool(every) and done // every > (done - n) // every
+
+
+def _check_same_config(run_dir: Path, cfg: Config) -> None:
+    """Raises a one-line ConfigError naming the settings in which `run_dir`'s saved
+    config.json differs from `cfg` (versions and devices are bookkeeping, not compared)."""
+    from fometa.config import ConfigError
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return
+    try:
+        saved = Config.from_dict(json.loads(path.read_text())["config"]).to_dict()
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path} could not be read ({type(e).__name__}); "
+                          "choose another --run-dir") from None
+    saved, now = json.loads(json.dumps(saved)), json.loads(json.dumps(cfg.to_dict()))
+    diff = [k for k in now if k not in RESUMABLE and saved.get(k) != now[k]]
+    if diff:
+        changes = ", ".join(f"{k.replace('_', '-')} {saved.get(k)!r} there, {now[k]!r} now"
+                            for k in diff)
+        raise ConfigError(f"run dir {run_dir} holds a run with other settings ({changes}); "
+                          "rerun with its settings to resume it, or choose another --run-dir")
+
+
+def _trim_metrics(path: Path, iteration: int, meta_iters: int) -> float:
+    """Drops metrics.jsonl's lines past checkpoint `iteration` (and a final evaluation that
+    will be redone), so that a resumed run's file reads as one run; returns the training
+    seconds logged up to there."""
+    if not path.is_file():
+        return 0.0
+    kept, seconds = [], 0.0
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+            it = int(entry["iteration"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a partly written last line
+        final_eval = entry.get("kind") == "eval" and it == meta_iters
+        if it <= iteration and not final_eval:
+            kept.append(line)
+            if entry.get("kind") == "train":
+                seconds = float(entry.get("seconds", seconds))
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+    return seconds
+
+
+def _tensorboard_writer(run_dir: Path):
+    from fometa.config import ConfigError
+
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        raise ConfigError("--tensorboard needs the tensorboardX package; install it with "
+                          "pip install 'fometa[tensorboard]'") from None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def _sigint_flag():
+    """Installs a SIGINT handler that sets a flag (a second Ctrl-C stops at once); returns
+    the flag (a dict) and a function restoring the previous handler."""
+    import signal
+    import threading
+
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        return flag, lambda: None
+
+    def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    return flag, lambda: signal.signal(signal.SIGINT, previous)
+
+
+def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
+          tensorboard: bool = False) -> dict[str, Any]:
     """Meta-trains, evaluates and writes the run directory; returns `results.json`'s content.
+
+    Checkpoints go to `RUN_DIR/checkpoints/` every `checkpoint_interval(cfg)` meta-iterations
+    (at the first chunk end at or past each multiple), at the end and on Ctrl-C. If the run
+    directory already holds checkpoints of a run with the same settings, training resumes
+    from the newest one and ends exactly as an uninterrupted run would; `results.json`
+    records `resumed_from` (0 for a fresh run). A directory with other settings is refused
+    with a ConfigError. A run that is already complete is not trained again: its
+    `results.json` is returned with `"already_complete": True` added.
+
+    Ctrl-C (SIGINT) stops at the next chunk end after writing a checkpoint and raises
+    `TrainingInterrupted`; no results.json is written.
 
     The task batches are split over the devices `cfg.devices` names (see `fometa.sharding`).
     Under `jax.distributed` every process runs this function and takes part in every
-    computation, but only process 0 writes the run directory and shows progress.
+    computation, but only process 0 writes the run directory's files and shows progress.
     """
     from tqdm.auto import tqdm
+
+    from fometa.checkpoint import Checkpoints
 
     mesh = task_mesh(select_devices(cfg.devices))
     check_divisible(cfg.meta_batch, mesh)
     main = jax.process_index() == 0
     progress = progress and main
     run_dir = Path(run_dir)
+    _check_same_config(run_dir, cfg)
+    problem, learner, init_key, train_key, eval_key = setup(cfg)
+    state = replicate(learner.init(problem.init_params(init_key)), mesh)
+    checkpoints = Checkpoints(run_dir)
+    latest = checkpoints.latest_step()
+    results_path = run_dir / "results.json"
+    if latest == cfg.meta_iters and results_path.is_file():
+        checkpoints.close()
+        return {**json.loads(results_path.read_text()), "already_complete": True}
+    writer = _tensorboard_writer(run_dir) if tensorboard and main else None
+    resumed_from, seconds_before = 0, 0.0
+    if latest is not None:
+        state, train_key, resumed_from = checkpoints.restore(state, train_key)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run_dir / "config.json",
                     {"config": cfg.to_dict(), "versions": versions(), "devices": devices(mesh)})
-    problem, learner, init_key, train_key, eval_key = setup(cfg)
-    state = replicate(learner.init(problem.init_params(init_key)), mesh)
+        results_path.unlink(missing_ok=True)
+        seconds_before = _trim_metrics(run_dir / "metrics.jsonl", resumed_from, cfg.meta_iters)
     run = chunk_runner(learner, problem, cfg.meta_batch, train_key, mesh)
 
     start = time.perf_counter()
     compiled: dict[int, Any] = {}
     compile_seconds = 0.0
-    metrics_file = (run_dir / "metrics.jsonl").open("w") if main else open(os.devnull, "w")
-    bar = tqdm(total=cfg.meta_iters, unit="it", disable=not progress, dynamic_ncols=True,
-               desc=f"{cfg.algorithm} {cfg.dataset}")
-    done = 0
-    with metrics_file, bar:
-        while done < cfg.meta_iters:
-            n = min(cfg.log_every, cfg.meta_iters - done)
-            iterations = replicate(np.arange(done, done + n, dtype=np.int32), mesh)
-            if n not in compiled:
-                t0 = time.perf_counter()
-                compiled[n] = run.lower(state, iterations).compile()
-                compile_seconds += time.perf_counter() - t0
-            state, metrics = compiled[n](state, iterations)
-            metrics = {k: float(v) for k, v in metrics.items()}
-            done += n
-            elapsed = time.perf_counter() - start
-            metrics_file.write(json.dumps({"kind": "train", "iteration": done, **metrics,
-                                           "seconds": round(elapsed, 3)}) + "\n")
-            metrics_file.flush()
-            bar.update(n)
-            loss = f"{metrics.get('query_loss', metrics.get('support_loss', math.nan)):.4g}"
-            bar.set_postfix(loss=loss)
-        train_seconds = time.perf_counter() - start
+    metrics_file = (run_dir / "metrics.jsonl").open("a") if main else open(os.devnull, "w")
+    bar = tqdm(total=cfg.meta_iters, initial=resumed_from, unit="it", disable=not progress,
+               dynamic_ncols=True, desc=f"{cfg.algorithm} {cfg.dataset}")
+    done, loss, postfix = resumed_from, "nan", {}
+    every = checkpoint_interval(cfg)
+    flag, restore_handler = _sigint_flag()
 
-        evals = summarize(problem, evaluate_tasks(learner, state, problem, eval_key,
-                                                  cfg.eval_tasks, mesh=mesh),
+    def log(entry: dict[str, Any]) -> None:
+        metrics_file.write(json.dumps(entry) + "\n")
+        metrics_file.flush()
+
+    def evaluation(num_tasks: int) -> dict[str, Any]:
+        evals = summarize(problem, evaluate_tasks(learner, state, problem, eval_key, num_tasks,
+                                                  mesh=mesh),
                           inner_iters=cfg.eval_inner_iters)
-        metrics_file.write(json.dumps({"kind": "eval", "iteration": done, **evals}) + "\n")
-        bar.set_postfix(loss=loss, **{problem.metric: f"{evals['eval']['mean']:.4g}"})
+        log({"kind": "eval", "iteration": done, **evals})
+        postfix[problem.metric] = f"{evals['eval']['mean']:.4g}"
+        bar.set_postfix(loss=loss, **postfix)
+        if writer is not None:
+            for name, entry in evals.items():
+                writer.add_scalar(f"{name}/{entry['metric']}", entry["mean"], done)
+        return evals
+
+    try:
+        with metrics_file, bar:
+            while done < cfg.meta_iters:
+                n = min(cfg.log_every, cfg.meta_iters - done)
+                iterations = replicate(np.arange(done, done + n, dtype=np.int32), mesh)
+                if n not in compiled:
+                    t0 = time.perf_counter()
+                    compiled[n] = run.lower(state, iterations).compile()
+                    compile_seconds += time.perf_counter() - t0
+                state, metrics = compiled[n](state, iterations)
+                metrics = {k: float(v) for k, v in metrics.items()}
+                done += n
+                elapsed = seconds_before + time.perf_counter() - start if main else 0.0
+                log({"kind": "train", "iteration": done, **metrics,
+                     "seconds": round(elapsed, 3)})
+                if writer is not None:
+                    for k, v in metrics.items():
+                        writer.add_scalar(f"train/{k}", v, done)
+                bar.update(n)
+                loss = f"{metrics.get('query_loss', metrics.get('support_loss', math.nan)):.4g}"
+                bar.set_postfix(loss=loss, **postfix)
+                if done < cfg.meta_iters and _crossed(done, n, cfg.eval_every):
+                    evaluation(min(cfg.eval_tasks, PERIODIC_EVAL_TASKS))
+                if done == cfg.meta_iters or _crossed(done, n, every) or flag["stop"]:
+                    checkpoints.save(done, state, train_key)
+                if flag["stop"]:
+                    raise TrainingInterrupted(done)
+            train_seconds = time.perf_counter() - start
+            evals = evaluation(cfg.eval_tasks)
+    finally:
+        restore_handler()
+        checkpoints.close()
+        if writer is not None:
+            writer.close()
 
     state = jax.device_get(state)  # replicated, so every process holds all of it
     results = {
         "config": cfg.to_dict(),
         **evals,
         "meta_iterations": done,
+        "resumed_from": resumed_from,
         "wall_seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
         "devices": devices(mesh),
     }
     if main:
-        (run_dir / STATE_FILE).write_bytes(flax.serialization.to_bytes(state))
-        _write_json(run_dir / "results.json", results)
+        _write_json(results_path, results)
         from fometa.plots import plot_run
 
         plot_run(run_dir, cfg, problem, learner, state, eval_key)
@@ -218,22 +369,22 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[st
 
 
 def load_run(run_dir: str | Path) -> tuple[Config, MetaState]:
-    """The config and final state of a finished run."""
+    """The config and the state of a run's newest checkpoint."""
+    from fometa.checkpoint import Checkpoints
     from fometa.config import ConfigError
 
     run_dir = Path(run_dir)
-    config_path, state_path = run_dir / "config.json", run_dir / STATE_FILE
-    for path in (config_path, state_path):
-        if not path.is_file():
-            raise ConfigError(f"{path} not found; expected a run directory written by 'fometa train'")
-    cfg = Config.from_dict(json.loads(config_path.read_text())["config"])
-    problem, learner, init_key, _, _ = setup(cfg)
-    template = learner.init(problem.init_params(init_key))
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise ConfigError(f"{config_path} not found; expected a run directory written by 'fometa train'")
     try:
-        state = flax.serialization.from_bytes(template, state_path.read_bytes())
-    except Exception as e:  # msgpack raises several types for a damaged file
-        raise ConfigError(f"{state_path} could not be read ({type(e).__name__}); "
-                          "the file is damaged or from another config") from None
+        cfg = Config.from_dict(json.loads(config_path.read_text())["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{config_path} could not be read ({type(e).__name__})") from None
+    problem, learner, init_key, train_key, _ = setup(cfg)
+    template = learner.init(problem.init_params(init_key))
+    with Checkpoints(run_dir, create=False) as checkpoints:
+        state, _, _ = checkpoints.restore(template, train_key)
     return cfg, state
 
 

@@ -52,9 +52,11 @@ def test_eval_of_missing_or_damaged_run(capsys, tmp_path):
     assert "config.json" in err
     run = tmp_path / "run"
     assert main(["train", "--run-dir", str(run), *SMALL]) == 0
-    (run / "state.msgpack").write_bytes(b"\x00garbage")
+    for f in (run / "checkpoints" / "200").rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            f.write_bytes(b"\x00garbage")
     err = _error(capsys, ["eval", "--run-dir", str(run)])
-    assert "state.msgpack" in err
+    assert str(run / "checkpoints" / "200") in err
 
 
 def test_no_traceback_from_the_console_script(tmp_path):

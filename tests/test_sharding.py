@@ -25,6 +25,8 @@ SCRIPT = textwrap.dedent(r'''
     from fometa.train import chunk_runner, evaluate_tasks, load_run, setup, train
 
     assert len(jax.devices()) == 2, jax.devices()
+    import fometa.plots
+    fometa.plots.plot_run = lambda *a, **k: None  # its curves compile evaluations of their own
     compiles = []
     jax.monitoring.register_event_duration_secs_listener(
         lambda event, secs, fun_name="", **kw: compiles.append(fun_name)
