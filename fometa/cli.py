@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ways", type=_positive_int, help="classes per task")
     t.add_argument("--shots", type=_positive_int, help="support examples per class at evaluation")
     t.add_argument("--train-shots", type=_positive_int, help="examples per class in a training task")
-    t.add_argument("--queries", type=_positive_int, help="query examples per task (MAML/FOMAML)")
+    t.add_argument("--queries", type=_positive_int, help="query examples per class (sine: points) in a training task")
     t.add_argument("--meta-iters", type=_positive_int, help="meta-iterations")
     t.add_argument("--meta-batch", type=_positive_int, help="tasks per meta-iteration")
     t.add_argument("--inner-iters", type=_positive_int, help="inner steps per task in training")

@@ -170,33 +170,22 @@ def test_rerun_of_a_finished_run_reports_it(reference, tmp_path, capsys):
     assert ((run_dir / "results.json").read_text(), (run_dir / "metrics.jsonl").read_text()) == before
 
 
-def _error(capsys, argv) -> str:
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("fometa: error: ") and err.count("\n") == 1, err
-    return err
-
-
-def test_other_settings_in_the_run_dir_are_refused(reference, tmp_path, capsys):
+def test_other_settings_in_the_run_dir_are_refused(reference, tmp_path, capsys, cli_error):
     run_dir = tmp_path / "run"
     shutil.copytree(reference, run_dir)
-    err = _error(capsys, [*ARGS, "--meta-iters", "800", "--seed", "1", "--run-dir", str(run_dir)])
+    err = cli_error([*ARGS, "--meta-iters", "800", "--seed", "1", "--run-dir", str(run_dir)])
     assert "meta-iters 600 there, 800 now" in err and "seed 0 there, 1 now" in err
     assert "eval-tasks" not in err
 
 
-def test_damaged_or_missing_checkpoint_is_one_line_naming_it(reference, tmp_path, capsys):
+def test_damaged_or_missing_checkpoint_is_one_line_naming_it(reference, tmp_path, capsys, cli_error):
     run_dir = tmp_path / "run"
     shutil.copytree(reference, run_dir)
     newest = run_dir / "checkpoints" / "600"
     for f in newest.rglob("*"):
         if f.is_file() and f.parent.name == "d":
             f.write_bytes(f.read_bytes()[:10])  # truncated data
-    err = _error(capsys, ["eval", "--run-dir", str(run_dir)])
+    err = cli_error(["eval", "--run-dir", str(run_dir)])
     assert str(newest) in err and "damaged" in err
     proc = subprocess.run([sys.executable, "-m", "fometa", "eval", "--run-dir", str(run_dir)],
                           capture_output=True, text=True)  # no pages of tensorstore specs
@@ -205,24 +194,24 @@ def test_damaged_or_missing_checkpoint_is_one_line_naming_it(reference, tmp_path
     # Resuming from it is refused the same way (no silent restart from scratch).
     shutil.rmtree(run_dir / "checkpoints" / "200")
     (run_dir / "results.json").unlink()
-    err = _error(capsys, [*ARGS, "--run-dir", str(run_dir)])
+    err = cli_error([*ARGS, "--run-dir", str(run_dir)])
     assert str(newest) in err
 
     shutil.rmtree(run_dir / "checkpoints")
-    err = _error(capsys, ["eval", "--run-dir", str(run_dir)])
+    err = cli_error(["eval", "--run-dir", str(run_dir)])
     assert str(run_dir / "checkpoints") in err
 
 
-def test_tensorboard_without_tensorboardx_is_one_line(tmp_path, capsys):
+def test_tensorboard_without_tensorboardx_is_one_line(tmp_path, capsys, cli_error):
     try:
         import tensorboardX  # noqa: F401
         pytest.skip("tensorboardX is installed")
     except ImportError:
         pass
-    err = _error(capsys, [*ARGS, "--tensorboard", "--run-dir", str(tmp_path / "run")])
+    err = cli_error([*ARGS, "--tensorboard", "--run-dir", str(tmp_path / "run")])
     assert "tensorboardX" in err and "fometa[tensorboard]" in err
 
 
-def test_plot_needs_run_dirs_with_metrics(tmp_path, capsys):
-    err = _error(capsys, ["plot", str(tmp_path)])
+def test_plot_needs_run_dirs_with_metrics(tmp_path, capsys, cli_error):
+    err = cli_error(["plot", str(tmp_path)])
     assert str(tmp_path / "metrics.jsonl") in err

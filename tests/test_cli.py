@@ -12,18 +12,6 @@ from fometa.cli import main
 SMALL = ["--meta-iters", "200", "--log-every", "100", "--eval-tasks", "50", "--no-progress"]
 
 
-def _error(capsys, argv):
-    """Runs the CLI expecting a user error; returns its stderr."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("fometa: error: ") and err.count("\n") == 1, err
-    return err
-
-
 @pytest.mark.parametrize("argv, names", [
     (["train", "--algorithm", "sgd"], ["'sgd'", "reptile", "fomaml", "maml"]),
     (["train", "--dataset", "cifar"], ["'cifar'", "sine", "omniglot"]),
@@ -41,21 +29,21 @@ def _error(capsys, argv):
     (["train", "--preset", "maml-sine", "--dataset", "omniglot"], ["maml-sine", "'omniglot'"]),
     (["eval"], ["--run-dir"]),
 ])
-def test_bad_input_is_one_line_exit_2(capsys, argv, names):
-    err = _error(capsys, argv)
+def test_bad_input_is_one_line_exit_2(capsys, argv, names, cli_error):
+    err = cli_error(argv)
     for name in names:
         assert name in err
 
 
-def test_eval_of_missing_or_damaged_run(capsys, tmp_path):
-    err = _error(capsys, ["eval", "--run-dir", str(tmp_path / "none")])
+def test_eval_of_missing_or_damaged_run(capsys, tmp_path, cli_error):
+    err = cli_error(["eval", "--run-dir", str(tmp_path / "none")])
     assert "config.json" in err
     run = tmp_path / "run"
     assert main(["train", "--run-dir", str(run), *SMALL]) == 0
     for f in (run / "checkpoints" / "200").rglob("*"):
         if f.is_file() and f.parent.name == "d":
             f.write_bytes(b"\x00garbage")
-    err = _error(capsys, ["eval", "--run-dir", str(run)])
+    err = cli_error(["eval", "--run-dir", str(run)])
     assert str(run / "checkpoints" / "200") in err
 
 

@@ -27,13 +27,6 @@ def _cache(monkeypatch, tmp_path):
     monkeypatch.setenv("FOMETA_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def _exit_code(argv):
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return e.code
-
-
 def test_mini_imagenet_run_reports_both_evaluation_modes(mini_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--dataset", "mini-imagenet", "--data-dir", str(mini_dir),
@@ -59,22 +52,19 @@ def test_mini_imagenet_run_reports_both_evaluation_modes(mini_dir, tmp_path, cap
     (["--train-shots", "8"], ["9 examples per class", "8"]),
     (["--shots", "8"], ["9 examples per class", "test"]),
 ])
-def test_impossible_episodes_are_one_line_errors(mini_dir, tmp_path, capsys, extra, words):
-    code = _exit_code(["train", "--dataset", "mini-imagenet", "--data-dir", str(mini_dir),
-                       "--run-dir", str(tmp_path / "run"), *TINY, *extra])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith("fometa: error: ")
+def test_impossible_episodes_are_one_line_errors(mini_dir, tmp_path, cli_error, extra, words):
+    err = cli_error(["train", "--dataset", "mini-imagenet", "--data-dir", str(mini_dir),
+                     "--run-dir", str(tmp_path / "run"), *TINY, *extra])
     for w in words:
         assert w in err
 
 
-def test_missing_archive_is_a_one_line_error(tmp_path, capsys):
+def test_missing_archive_is_a_one_line_error(tmp_path, cli_error):
     (tmp_path / "omniglot").mkdir()
     (tmp_path / "omniglot" / "images_background.zip").write_bytes(b"PK\x03\x04 truncated")
-    code = _exit_code(["train", "--dataset", "omniglot", "--data-dir", str(tmp_path / "omniglot"),
-                       *TINY])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "images_" in err
+    err = cli_error(["train", "--dataset", "omniglot", "--data-dir", str(tmp_path / "omniglot"),
+                     *TINY])
+    assert "images_" in err
 
 
 @pytest.mark.skipif(not REAL_DATA_DIR, reason="FOMETA_DATA_DIR is not set")
