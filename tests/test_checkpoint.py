@@ -202,14 +202,22 @@ def test_damaged_or_missing_checkpoint_is_one_line_naming_it(reference, tmp_path
     assert str(run_dir / "checkpoints") in err
 
 
-def test_tensorboard_without_tensorboardx_is_one_line(tmp_path, capsys, cli_error):
-    try:
-        import tensorboardX  # noqa: F401
-        pytest.skip("tensorboardX is installed")
-    except ImportError:
-        pass
+def test_tensorboard_without_tensorboardx_is_one_line(tmp_path, monkeypatch, cli_error):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # as if not installed
     err = cli_error([*ARGS, "--tensorboard", "--run-dir", str(tmp_path / "run")])
     assert "tensorboardX" in err and "fometa[tensorboard]" in err
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_tensorboard_events_hold_training_and_evaluation_scalars(tmp_path):
+    pytest.importorskip("tensorboardX")
+    run_dir = tmp_path / "run"
+    assert main(["train", "--meta-iters", "400", "--log-every", "100", "--eval-every", "200",
+                 "--eval-tasks", "20", "--tensorboard", "--no-progress",
+                 "--run-dir", str(run_dir)]) == 0
+    events = b"".join(p.read_bytes() for p in (run_dir / "tensorboard").iterdir())
+    for tag in (b"train/query_loss", b"eval/mse"):
+        assert tag in events, tag
 
 
 def test_plot_needs_run_dirs_with_metrics(tmp_path, capsys, cli_error):
