@@ -27,7 +27,7 @@ import struct
 import time
 import warnings
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,20 @@ def make_key(description: Mapping) -> tuple[str, str]:
 def entry_path(cache_dir: Path, dataset: str, key: str) -> Path:
     """Where the entry for `dataset` with `key` lives."""
     return cache_dir / f"{dataset}-{key}.npz"
+
+
+def cached(cache_dir: Path, dataset: str, description: Mapping, names: Iterable[str],
+           build: Callable[[], Mapping[str, np.ndarray]]) -> Mapping[str, np.ndarray]:
+    """The arrays `names` of `dataset`'s entry keyed on `description`: read from
+    `cache_dir`, or made by `build()` (a mapping holding them) and saved there."""
+    key, meta = make_key(description)
+    path = entry_path(cache_dir, dataset, key)
+    hit = load(path, meta, names)
+    if hit is not None:
+        return hit
+    arrays = build()
+    save(path, meta, arrays)
+    return arrays
 
 
 def load(path: Path, meta: str, names: Iterable[str]) -> dict[str, np.ndarray] | None:

@@ -96,16 +96,14 @@ def load_mini_imagenet_with_classes(
         "layout": layout,
         "sources": _fingerprint(folder, layout, listing),
     }
-    key, meta = cache.make_key(description)
-    path = cache.entry_path(cache_root(cache_dir), "mini-imagenet", key)
+    def build():
+        arrays, classes = _decode(listing, folder)
+        return {**arrays, **{f"{s}_classes": np.array(classes[s], dtype=str) for s in SPLITS}}
+
     names = [*SPLITS, *(f"{s}_classes" for s in SPLITS)]
-    hit = cache.load(path, meta, names)
-    if hit is not None:
-        return ({s: hit[s] for s in SPLITS},
-                {s: [str(c) for c in hit[f"{s}_classes"]] for s in SPLITS})
-    arrays, classes = _decode(listing, folder)
-    cache.save(path, meta, {**arrays, **{f"{s}_classes": np.array(classes[s], dtype=str) for s in SPLITS}})
-    return arrays, classes
+    out = cache.cached(cache_root(cache_dir), "mini-imagenet", description, names, build)
+    return ({s: out[s] for s in SPLITS},
+            {s: [str(c) for c in out[f"{s}_classes"]] for s in SPLITS})
 
 
 def decode_image(path: PathLike) -> np.ndarray:

@@ -369,14 +369,12 @@ def _decode_sources(sources: list[_Source]) -> tuple[np.ndarray, list[str]]:
 
 
 def _cached(cache_dir, description: dict, build) -> tuple[np.ndarray, list[str]]:
-    key, meta = cache.make_key(description)
-    path = cache.entry_path(cache_root(cache_dir), "omniglot", key)
-    hit = cache.load(path, meta, ("images", "names"))
-    if hit is not None:
-        return hit["images"], [str(n) for n in hit["names"]]
-    images, names = build()
-    cache.save(path, meta, {"images": images, "names": np.array(names, dtype=str)})
-    return images, names
+    def arrays():
+        images, names = build()
+        return {"images": images, "names": np.array(names, dtype=str)}
+
+    out = cache.cached(cache_root(cache_dir), "omniglot", description, ("images", "names"), arrays)
+    return out["images"], [str(n) for n in out["names"]]
 
 
 # --------------------------------------------------------------------------- tensorflow-datasets
