@@ -163,6 +163,16 @@ def _crossed(done: int, n: int, every: int | None) -> bool:
     return bool(every) and done // every > (done - n) // every
 
 
+def read_config(path: Path, hint: str = "") -> Config:
+    """The `Config` saved in a run's config.json; a one-line ConfigError if it cannot be read."""
+    from fometa.config import ConfigError
+
+    try:
+        return Config.from_dict(json.loads(path.read_text())["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path} could not be read ({type(e).__name__}){hint}") from None
+
+
 def _check_same_config(run_dir: Path, cfg: Config) -> None:
     """Raises a one-line ConfigError naming the settings in which `run_dir`'s saved
     config.json differs from `cfg` (versions and devices are bookkeeping, not compared)."""
@@ -171,11 +181,7 @@ def _check_same_config(run_dir: Path, cfg: Config) -> None:
     path = run_dir / "config.json"
     if not path.is_file():
         return
-    try:
-        saved = Config.from_dict(json.loads(path.read_text())["config"]).to_dict()
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path} could not be read ({type(e).__name__}); "
-                          "choose another --run-dir") from None
+    saved = read_config(path, "; choose another --run-dir").to_dict()
     saved, now = json.loads(json.dumps(saved)), json.loads(json.dumps(cfg.to_dict()))
     diff = [k for k in now if k not in RESUMABLE and saved.get(k) != now[k]]
     if diff:
@@ -368,35 +374,37 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
     return results
 
 
-def load_run(run_dir: str | Path) -> tuple[Config, MetaState]:
-    """The config and the state of a run's newest checkpoint."""
+def _restore(run_dir: Path, **overrides: Any):
+    """A finished run's config (with `overrides` applied), the state of its newest
+    checkpoint, and the problem, learner and evaluation key built once from that config."""
+    import dataclasses
+
     from fometa.checkpoint import Checkpoints
     from fometa.config import ConfigError
 
-    run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise ConfigError(f"{config_path} not found; expected a run directory written by 'fometa train'")
-    try:
-        cfg = Config.from_dict(json.loads(config_path.read_text())["config"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{config_path} could not be read ({type(e).__name__})") from None
-    problem, learner, init_key, train_key, _ = setup(cfg)
+    cfg = dataclasses.replace(read_config(config_path), **overrides)
+    problem, learner, init_key, train_key, eval_key = setup(cfg)
     template = learner.init(problem.init_params(init_key))
     with Checkpoints(run_dir, create=False) as checkpoints:
         state, _, _ = checkpoints.restore(template, train_key)
+    return cfg, state, problem, learner, eval_key
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, MetaState]:
+    """The config and the state of a run's newest checkpoint."""
+    cfg, state, _, _, _ = _restore(Path(run_dir))
     return cfg, state
 
 
 def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None,
                  eval_inner_iters: int | None = None) -> dict[str, Any]:
     """Re-evaluates a finished run, writes `RUN_DIR/eval.json` and returns its content."""
-    import dataclasses
-
-    cfg, state = load_run(run_dir)
-    cfg = dataclasses.replace(cfg, eval_tasks=eval_tasks or cfg.eval_tasks,
-                              eval_inner_iters=eval_inner_iters or cfg.eval_inner_iters)
-    problem, learner, _, _, eval_key = setup(cfg)
+    overrides = {k: v for k, v in (("eval_tasks", eval_tasks),
+                                   ("eval_inner_iters", eval_inner_iters)) if v}
+    cfg, state, problem, learner, eval_key = _restore(Path(run_dir), **overrides)
     out = {**summarize(problem, evaluate_tasks(learner, state, problem, eval_key, cfg.eval_tasks),
                        inner_iters=cfg.eval_inner_iters),
            "meta_iterations": int(state.step)}
