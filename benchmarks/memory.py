@@ -8,11 +8,12 @@ executable (`compiled.memory_analysis()`): temp bytes (the buffers the step allo
 the activations that the second-order backward pass keeps included) plus argument bytes
 (state and task batch); nothing is run, except with --time.
 
-Variants: "none" (no remat), "remat" (`remat=True`: `jax.checkpoint` with the default
-policy, nothing saved, so each inner step keeps only its params and batch), and
-"remat-dots" (`jax.checkpoint` with `dots_saveable`, which keeps the matmul outputs;
-here for comparison only). `dots_with_no_batch_dims_saveable` would save nothing under
-the vmap over tasks (every dot has the task batch dimension), i.e. the same as "remat".
+Variants: "none" (no remat), "remat" (`remat=True`: each inner step under `jax.checkpoint`
+with the default policy, nothing saved, so each inner step keeps only its params and
+batch), and "remat-dots" (the loss under `jax.checkpoint` with `dots_saveable`, which keeps
+the matmul outputs; here for comparison only). `dots_with_no_batch_dims_saveable` would
+save nothing under the vmap over tasks (every dot has the task batch dimension), i.e. the
+same as "remat".
 
     python benchmarks/memory.py
     python benchmarks/memory.py --steps 5 10 --variants none remat --time

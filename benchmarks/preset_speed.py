@@ -1,7 +1,7 @@
 """Milliseconds per meta-iteration of a preset's compiled training step, and compile time.
 
     python benchmarks/preset_speed.py --preset reptile-omniglot-5w1s [--conv patch|xla|auto]
-        [--iters 50] [--eval-tasks 100] [--json]
+        [--iters 50] [--eval-tasks 100] [--remat] [--json]
 
 Uses random uint8 images of the dataset's shapes (timing does not depend on the pixels),
 so no data is needed. Times `--iters` meta-iterations inside one compiled `lax.scan` (as
@@ -29,8 +29,8 @@ SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1), True),
 
 
 def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
-            algorithm: str | None = None) -> dict:
-    cfg = resolve(preset=preset, conv=conv, algorithm=algorithm)
+            algorithm: str | None = None, remat: bool = False) -> dict:
+    cfg = resolve(preset=preset, conv=conv, algorithm=algorithm, remat=remat)
     if cfg.dataset == "sine":
         problem = make_problem(cfg)
     else:
@@ -74,12 +74,14 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--eval-tasks", type=int, default=0)
+    parser.add_argument("--remat", action="store_true", help="as fometa train --remat")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows = []
     for preset in args.preset:
         for conv in args.conv or ["auto"]:
-            row = measure(preset, conv, args.iters, args.repeats, args.eval_tasks, args.algorithm)
+            row = measure(preset, conv, args.iters, args.repeats, args.eval_tasks, args.algorithm,
+                          args.remat)
             rows.append(row)
             print(f"{preset:28s} {row['algorithm']:8s} conv={conv:5s} {row['ms_per_meta_iter']:9.2f} "
                   f"ms/meta-iter  compile {row['compile_s']:.1f} s"

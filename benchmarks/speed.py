@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py --workload omniglot-5w1s|miniimagenet-5w1s \\
         --algorithm maml|fomaml|reptile --iters N --json [--torch] [--threads N] [--unroll K]
+        [--remat]
 
 One meta-step: 5 tasks, each 5-way with 5 inner SGD steps (lr 0.1) on batches of 10 images
 (28x28x1 with `fometa.OmniglotCNN`, or 84x84x3 with `fometa.MiniImageNetCNN`; batch norm
@@ -21,8 +22,11 @@ FOMAML) or the in-place interpolation (Reptile) for the outer step.
 
 The data are random tensors prepared once, before timing (sampling episodes is not what is
 timed; timing does not depend on the pixel values). Each timed meta-step is one call, waited
-for (`block_until_ready`); after warm-up, fometa and torch steps alternate so that load from
-other processes hits both alike. `ms_per_meta_step` is the median over `--iters` steps.
+for (`block_until_ready`). After warm-up, fometa and torch alternate in blocks of `--block`
+timed steps, so that load from other processes hits both alike; each block starts with one
+untimed step, because the library that ran before leaves worker threads spinning for a
+while (OpenMP's and Eigen's pools both do), which slowed the other's first step by 20-30%.
+`ms_per_meta_step` is the median over `--iters` steps.
 The last line printed (with --json) is one JSON object.
 """
 
@@ -51,6 +55,8 @@ def parse_args(argv=None):
     parser.add_argument("--algorithm", choices=("maml", "fomaml", "reptile"), default="maml")
     parser.add_argument("--iters", type=int, default=20, help="timed meta-steps (median)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed meta-steps after compiling")
+    parser.add_argument("--block", type=int, default=5,
+                        help="timed meta-steps per block when alternating with --torch")
     parser.add_argument("--json", action="store_true", help="print a JSON object last")
     parser.add_argument("--torch", action="store_true", help="also time the torch.func version")
     parser.add_argument("--threads", type=int, default=None,
@@ -59,6 +65,9 @@ def parse_args(argv=None):
     parser.add_argument("--unroll", type=int, default=None,
                         help="lax.scan unroll of the inner loop (default 1, meta_learner's default)")
     parser.add_argument("--conv", choices=("auto", "patch", "xla"), default="auto")
+    parser.add_argument("--remat", action="store_true",
+                        help="rematerialise the inner steps (meta_learner(remat=True)); "
+                             "MAML's fastest setting on the CPU")
     return parser.parse_args(argv)
 
 
@@ -77,7 +86,8 @@ def make_data(workload: str, seed: int = 0):
 # ----------------------------------------------------------------------------- fometa
 
 
-def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str):
+def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str,
+                remat: bool = False):
     """(call, compile_s, params): `call()` runs one jitted meta-step and waits for it."""
     import functools
 
@@ -95,7 +105,8 @@ def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str):
     if outer is None:
         import optax
         outer = optax.adam(OUTER_LR)
-    learner = fometa.meta_learner(algorithm, loss_fn, INNER_LR, outer, unroll=unroll)
+    learner = fometa.meta_learner(algorithm, loss_fn, INNER_LR, outer, unroll=unroll,
+                                  remat=remat)
     tasks = fometa.Task({"x": jnp.asarray(data["sx"]), "y": jnp.asarray(data["sy"])},
                         {"x": jnp.asarray(data["qx"]), "y": jnp.asarray(data["qy"])})
     params = model.init(jax.random.PRNGKey(0), tasks.query["x"][0])
@@ -234,7 +245,8 @@ def main(argv=None) -> dict:
     threads = args.threads or cores
     unroll = 1 if args.unroll is None else args.unroll
     data = make_data(args.workload)
-    call, compile_s, params = fometa_step(args.workload, args.algorithm, data, unroll, args.conv)
+    call, compile_s, params = fometa_step(args.workload, args.algorithm, data, unroll, args.conv,
+                                          args.remat)
     calls = {"fometa": call}
     setup = {}
     if args.torch:
@@ -247,18 +259,21 @@ def main(argv=None) -> dict:
         for c in calls.values():
             c()
     times = {name: [] for name in calls}
-    for _ in range(args.iters):
-        for name, c in calls.items():  # alternate, so machine noise hits both
-            t0 = time.perf_counter()
-            c()
-            times[name].append((time.perf_counter() - t0) * 1e3)
+    while len(times["fometa"]) < args.iters:
+        for name, c in calls.items():  # alternate blocks, so machine noise hits both
+            c()  # untimed: the other library's worker threads may still be spinning
+            for _ in range(min(args.block, args.iters - len(times[name]))):
+                t0 = time.perf_counter()
+                c()
+                times[name].append((time.perf_counter() - t0) * 1e3)
     dev = jax.devices()[0]
     out = {"workload": args.workload, "algorithm": args.algorithm,
            "ms_per_meta_step": statistics.median(times["fometa"]),
            "device": f"{dev.platform}:{dev.device_kind}", "cpu_cores": cores,
            "processor": platform.processor() or platform.machine(),
            "threads": threads, "compile_s": compile_s, "unroll": unroll,
-           "iters": args.iters, "conv": args.conv, "jax": jax.__version__,
+           "iters": args.iters, "block": args.block, "conv": args.conv, "remat": args.remat,
+           "jax": jax.__version__,
            "data": "random tensors prepared once; sampling not timed"}
     if args.torch:
         import torch
@@ -267,7 +282,7 @@ def main(argv=None) -> dict:
         out.update({"torch_ms_per_meta_step": t, "ratio": t / out["ms_per_meta_step"],
                     "torch": torch.__version__, "torch_threads": torch.get_num_threads()})
     line = (f"{args.workload} {args.algorithm}: fometa {out['ms_per_meta_step']:.2f} ms "
-            f"(compile {compile_s:.1f} s, unroll {unroll})")
+            f"(compile {compile_s:.1f} s, unroll {unroll}{', remat' if args.remat else ''})")
     if args.torch:
         line += f", torch.func {out['torch_ms_per_meta_step']:.2f} ms, ratio {out['ratio']:.2f}x"
     print(line, file=sys.stderr if args.json else sys.stdout, flush=True)

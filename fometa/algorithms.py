@@ -21,8 +21,8 @@ ALGORITHMS: tuple[str, ...] = ("reptile", "fomaml", "maml")
 
 def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support: Batch,
                   query: Batch | None, opt: optax.GradientTransformation,
-                  opt_state: optax.OptState, unroll: int | bool = 1):
-    """One task's meta-gradient.
+                  opt_state: optax.OptState, unroll: int | bool = 1, remat: bool = False):
+    """One task's meta-gradient (`unroll`, `remat`: as in `fometa.inner.inner_loop`).
 
     Returns `(grad, final_inner_state, metrics)` where `metrics` holds `support_loss`
     (the loss on the first support batch, before adaptation; absent with zero inner steps)
@@ -33,17 +33,20 @@ def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support
             raise ValueError("maml needs a query batch")
 
         def query_loss(p):
-            adapted, state, losses = inner_loop(loss_fn, p, support, opt, opt_state, unroll)
+            adapted, state, losses = inner_loop(loss_fn, p, support, opt, opt_state, unroll,
+                                                remat)
             return loss_fn(adapted, query), (state, losses)
 
         (qloss, (state, losses)), grad = jax.value_and_grad(query_loss, has_aux=True)(params)
     elif algorithm == "fomaml":
         if query is None:
             raise ValueError("fomaml needs a query batch")
-        adapted, state, losses = inner_loop(loss_fn, params, support, opt, opt_state, unroll)
+        adapted, state, losses = inner_loop(loss_fn, params, support, opt, opt_state, unroll,
+                                            remat)
         qloss, grad = jax.value_and_grad(loss_fn)(jax.lax.stop_gradient(adapted), query)
     elif algorithm == "reptile":
-        adapted, state, losses = inner_loop(loss_fn, params, support, opt, opt_state, unroll)
+        adapted, state, losses = inner_loop(loss_fn, params, support, opt, opt_state, unroll,
+                                            remat)
         grad = jax.tree_util.tree_map(lambda p, w: p - w, params, adapted)
         qloss = None if query is None else loss_fn(adapted, query)
     else:
@@ -56,17 +59,17 @@ def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support
 
 
 def _contract(algorithm, loss_fn, params, support, query, inner_opt, inner_state,
-              return_state, unroll):
+              return_state, unroll, remat):
     opt = as_optimizer(inner_opt)
     state = opt.init(params) if inner_state is None else inner_state
     grad, final_state, _ = meta_gradient(algorithm, loss_fn, params, support, query, opt,
-                                         state, unroll)
+                                         state, unroll, remat)
     return (grad, final_state) if return_state else grad
 
 
 def maml_grad(loss_fn: LossFn, params: Params, support: Batch, query: Batch,
               inner_opt: InnerOpt, *, inner_state: optax.OptState | None = None,
-              return_state: bool = False, unroll: int | bool = 1):
+              return_state: bool = False, unroll: int | bool = 1, remat: bool = False):
     """Gradient of `loss_fn(adapt(loss_fn, params, support, inner_opt), query)` w.r.t. `params`.
 
     Second order: differentiates through every inner step (and through the inner
@@ -74,20 +77,20 @@ def maml_grad(loss_fn: LossFn, params: Params, support: Batch, query: Batch,
     returns `(grad, final_inner_state)`.
     """
     return _contract("maml", loss_fn, params, support, query, inner_opt, inner_state,
-                     return_state, unroll)
+                     return_state, unroll, remat)
 
 
 def fomaml_grad(loss_fn: LossFn, params: Params, support: Batch, query: Batch,
                 inner_opt: InnerOpt, *, inner_state: optax.OptState | None = None,
-                return_state: bool = False, unroll: int | bool = 1):
+                return_state: bool = False, unroll: int | bool = 1, remat: bool = False):
     """First-order MAML: the query gradient at the adapted params, taken as constants."""
     return _contract("fomaml", loss_fn, params, support, query, inner_opt, inner_state,
-                     return_state, unroll)
+                     return_state, unroll, remat)
 
 
 def reptile_grad(loss_fn: LossFn, params: Params, support: Batch, inner_opt: InnerOpt, *,
                  inner_state: optax.OptState | None = None, return_state: bool = False,
-                 unroll: int | bool = 1):
+                 unroll: int | bool = 1, remat: bool = False):
     """Reptile's update direction `params - adapt(loss_fn, params, support, inner_opt)`."""
     return _contract("reptile", loss_fn, params, support, None, inner_opt, inner_state,
-                     return_state, unroll)
+                     return_state, unroll, remat)

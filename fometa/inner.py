@@ -42,19 +42,6 @@ def num_steps(support: Batch) -> int:
     return sizes.pop()
 
 
-def remat_loss(loss_fn: LossFn) -> LossFn:
-    """`loss_fn` rematerialised: differentiating through an inner step saves no activations.
-
-    An inner step takes `jax.grad(loss_fn)`; through `jax.checkpoint` that gradient is a
-    checkpointed forward pass and a checkpointed backward pass that recomputes the forward
-    one, so MAML's second-order gradient saves only each step's params and batch (the scan
-    carry and input) and recomputes the rest, instead of keeping every step's forward and
-    backward activations. `prevent_cse=False`: inside the scan the loop boundary already
-    keeps XLA from merging the recomputation with the forward pass.
-    """
-    return jax.checkpoint(loss_fn, prevent_cse=False)
-
-
 def inner_loop(loss_fn: LossFn, params: Params, support: Batch,
                opt: optax.GradientTransformation, opt_state: optax.OptState,
                unroll: int | bool = 1, remat: bool = False
@@ -62,12 +49,17 @@ def inner_loop(loss_fn: LossFn, params: Params, support: Batch,
     """Runs one optimizer step per leading index of `support`.
 
     Returns the adapted params, the final optimizer state and the loss before each step,
-    shape [steps]. Differentiable end to end (MAML backpropagates through it). With
-    `remat`, the steps' intermediates are recomputed when differentiating (`remat_loss`).
+    shape [steps]. Differentiable end to end (MAML backpropagates through it).
+
+    `remat`: each inner step (its gradient and optimizer update) under `jax.checkpoint`, so
+    that differentiating through the loop (MAML) saves only each step's params, optimizer
+    state and batch, and recomputes the step's forward and backward passes from them,
+    instead of keeping every step's activations: memory no longer grows with the
+    activations of every step, and on XLA:CPU it is also faster (benchmarks/README.md).
+    `prevent_cse=False`: the scan's loop boundary already keeps XLA from merging the
+    recomputation with the forward pass.
     """
     num_steps(support)
-    if remat:
-        loss_fn = remat_loss(loss_fn)
 
     def step(carry, batch):
         p, s = carry
@@ -75,6 +67,8 @@ def inner_loop(loss_fn: LossFn, params: Params, support: Batch,
         updates, s = opt.update(grads, s, p)
         return (optax.apply_updates(p, updates), s), loss
 
+    if remat:
+        step = jax.checkpoint(step, prevent_cse=False)
     (adapted, final_state), losses = jax.lax.scan(step, (params, opt_state), support,
                                                   unroll=unroll)
     return adapted, final_state, losses

@@ -369,6 +369,54 @@ def test_network_gradients_against_float64(name):
     assert rel_err(gx32, gx_ref) < 1e-4
 
 
+def reference_network(name, params, x):
+    """The paper's network written out with the conv biases added and textbook batch norm."""
+    p = params["params"]
+    for i in range(4):
+        x = reference_conv(x, p[f"conv{i}"]["kernel"], 2 if name == "omniglot" else 1)
+        x = x + p[f"conv{i}"]["bias"]
+        mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
+        x = (x - mean) / jnp.sqrt(var + 1e-3) * p[f"norm{i}"]["scale"] + p[f"norm{i}"]["bias"]
+        if name != "omniglot":
+            x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
+                                      "SAME")
+        x = jnp.maximum(x, 0.0)
+    x = x.reshape(x.shape[0], -1)
+    return x @ p["logits"]["kernel"] + p["logits"]["bias"]
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_network_equals_reference_with_conv_biases_added(name):
+    """Leaving the conv biases out (batch norm follows) changes no logit and no gradient.
+
+    Nonzero conv biases and batch-norm parameters, float64: fometa's network against an
+    independent forward pass that adds the biases; the conv biases' gradients are exactly
+    zero in fometa and rounding noise in the reference.
+    """
+    model_cls = NETS[name][0]
+    x, y = net_inputs(name, n=4)
+    params = init(model_cls(5), jax.random.PRNGKey(0), x)
+    keys = iter(jax.random.split(jax.random.PRNGKey(7), 16))
+    params = {"params": {
+        layer: {k: (v + 0.5 * jax.random.normal(next(keys), v.shape) if layer != "logits"
+                    else v) for k, v in leaves.items()}
+        for layer, leaves in params["params"].items()}}
+    with jax.enable_x64(True):
+        x64 = x.astype(jnp.float64)
+        p64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+        for conv in ("patch", "xla"):
+            model = model_cls(5, conv=conv)
+            np.testing.assert_allclose(model.apply(p64, x64), reference_network(name, p64, x64),
+                                       rtol=1e-10, atol=1e-10)
+            loss = lambda p: cross_entropy(model, p, x64, y)
+            loss_ref = lambda p: optax.softmax_cross_entropy_with_integer_labels(
+                reference_network(name, p, x64), y).mean()
+            g, g_ref = jax.grad(loss)(p64), jax.grad(loss_ref)(p64)
+            for i in range(4):
+                np.testing.assert_array_equal(g["params"][f"conv{i}"]["bias"], 0.0)
+            assert_close_tree(without_conv_biases(g), without_conv_biases(g_ref), 1e-9)
+
+
 def test_network_keeps_input_dtype():
     x, _ = net_inputs("omniglot", n=4)
     model = OmniglotCNN(5, conv="patch")
