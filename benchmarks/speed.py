@@ -25,7 +25,8 @@ timed; timing does not depend on the pixel values). Each timed meta-step is one 
 for (`block_until_ready`). After warm-up, fometa and torch alternate in blocks of `--block`
 timed steps, so that load from other processes hits both alike; each block starts with one
 untimed step, because the library that ran before leaves worker threads spinning for a
-while (OpenMP's and Eigen's pools both do), which slowed the other's first step by 20-30%.
+while (OpenMP's and Eigen's pools both do), which slows the other's next step (FOMAML:
+24.3 ms alternating step by step, 22.1 ms in blocks, in two runs a minute apart).
 `ms_per_meta_step` is the median over `--iters` steps.
 The last line printed (with --json) is one JSON object.
 """
@@ -171,16 +172,16 @@ def torch_step(workload: str, algorithm: str, data, jax_params=None):
             for i, block in enumerate(model.blocks):
                 block.conv.weight.copy_(torch.from_numpy(
                     np.asarray(p[f"conv{i}"]["kernel"]).transpose(3, 2, 0, 1).copy()))
-                block.conv.bias.copy_(torch.from_numpy(np.asarray(p[f"conv{i}"]["bias"])))
-                block.norm.weight.copy_(torch.from_numpy(np.asarray(p[f"norm{i}"]["scale"])))
-                block.norm.bias.copy_(torch.from_numpy(np.asarray(p[f"norm{i}"]["bias"])))
+                block.conv.bias.copy_(torch.from_numpy(np.array(p[f"conv{i}"]["bias"])))
+                block.norm.weight.copy_(torch.from_numpy(np.array(p[f"norm{i}"]["scale"])))
+                block.norm.bias.copy_(torch.from_numpy(np.array(p[f"norm{i}"]["bias"])))
             k = np.asarray(p["logits"]["kernel"])  # [H*W*C (NHWC flatten), ways]
             f = model.logits.in_features
             side = int(round((f // model.blocks[0].conv.out_channels) ** 0.5))
             c = model.blocks[0].conv.out_channels
             k = k.reshape(side, side, c, WAYS).transpose(2, 0, 1, 3).reshape(f, WAYS)
             model.logits.weight.copy_(torch.from_numpy(k.T.copy()))
-            model.logits.bias.copy_(torch.from_numpy(np.asarray(p["logits"]["bias"])))
+            model.logits.bias.copy_(torch.from_numpy(np.array(p["logits"]["bias"])))
     names = [n for n, _ in model.named_parameters()]
     tparams = dict(model.named_parameters())
     opt = torch.optim.Adam(tparams.values(), lr=OUTER_LR) if algorithm != "reptile" else None

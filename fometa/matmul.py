@@ -3,7 +3,7 @@
 XLA:CPU (jax 0.10) hands a dot to YNNPACK, its fast multithreaded path, only when the left
 operand contracts over its last axis. Reverse-mode autodiff of `a @ b` produces the weight
 gradient `a.T @ g`, which contracts the left operand over its first axis: XLA then uses
-Eigen's dot, about 2x slower here, after transposing `g` inside the fusion that produces it.
+Eigen's slower dot, after transposing `g` inside the fusion that produces it.
 In a patch convolution (`fometa.convnets.patch_conv`) that is every weight gradient.
 
 The three forms below route each other's cotangents, so first-, second- (MAML) and
