@@ -1,7 +1,7 @@
 """Milliseconds per meta-iteration of a preset's compiled training step, and compile time.
 
     python benchmarks/preset_speed.py --preset reptile-omniglot-5w1s [--conv patch|xla|auto]
-        [--iters 50] [--eval-tasks 100] [--remat] [--json]
+        [--iters 50] [--eval-tasks 100] [--remat] [--chunk-unroll K] [--dtype bfloat16] [--json]
 
 Uses random uint8 images of the dataset's shapes (timing does not depend on the pixels),
 so no data is needed. Times `--iters` meta-iterations inside one compiled `lax.scan` (as
@@ -29,8 +29,9 @@ SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1), True),
 
 
 def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
-            algorithm: str | None = None, remat: bool = False) -> dict:
-    cfg = resolve(preset=preset, conv=conv, algorithm=algorithm, remat=remat)
+            algorithm: str | None = None, remat: bool = False, chunk_unroll: int = 1,
+            dtype: str = "float32") -> dict:
+    cfg = resolve(preset=preset, conv=conv, algorithm=algorithm, remat=remat, dtype=dtype)
     if cfg.dataset == "sine":
         problem = make_problem(cfg)
     else:
@@ -42,7 +43,8 @@ def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
         problem = classification_problem(cfg, splits)
     learner = make_learner(cfg, problem)
     state = learner.init(problem.init_params(jax.random.PRNGKey(0)))
-    run = chunk_runner(learner, problem, cfg.meta_batch, jax.random.PRNGKey(1))
+    run = chunk_runner(learner, problem, cfg.meta_batch, jax.random.PRNGKey(1),
+                       unroll=chunk_unroll)
     its = jnp.arange(iters, dtype=jnp.int32)
     t0 = time.perf_counter()
     compiled = run.lower(state, its).compile()
@@ -57,7 +59,7 @@ def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
     out = {"preset": preset, "algorithm": cfg.algorithm, "conv": conv,
            "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
            "ms_per_meta_iter": ms, "meta_iters_per_s": 1e3 / ms, "compile_s": compile_s,
-           "iters": iters}
+           "iters": iters, "chunk_unroll": chunk_unroll, "remat": remat, "dtype": dtype}
     if eval_tasks:
         evaluate_tasks(learner, state, problem, jax.random.PRNGKey(2), eval_tasks)  # warm-up
         t0 = time.perf_counter()
@@ -75,13 +77,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--eval-tasks", type=int, default=0)
     parser.add_argument("--remat", action="store_true", help="as fometa train --remat")
+    parser.add_argument("--chunk-unroll", type=int, default=1,
+                        help="unroll of the scan over meta-iterations (GPU loop overhead)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows = []
     for preset in args.preset:
         for conv in args.conv or ["auto"]:
             row = measure(preset, conv, args.iters, args.repeats, args.eval_tasks, args.algorithm,
-                          args.remat)
+                          args.remat, args.chunk_unroll, args.dtype)
             rows.append(row)
             print(f"{preset:28s} {row['algorithm']:8s} conv={conv:5s} {row['ms_per_meta_iter']:9.2f} "
                   f"ms/meta-iter  compile {row['compile_s']:.1f} s"

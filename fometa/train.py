@@ -36,7 +36,7 @@ def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
 
 
 def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array,
-                 mesh: Mesh | None = None):
+                 mesh: Mesh | None = None, unroll: int | bool = 1):
     """A jitted `run(state, iterations) -> (state, mean metrics)` over a run of iterations.
 
     Iteration i samples its tasks from `fold_in(train_key, i)`, so results do not depend on
@@ -48,6 +48,8 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
     task batch ([meta_batch, ...] leaves) is constrained to be split along the mesh's
     "tasks" axis, so that every device samples and adapts to meta_batch/D tasks and the
     task mean becomes an all-reduce. `meta_batch` must be divisible by the mesh's size.
+    `unroll`: of the `lax.scan` over iterations (XLA:GPU runs a loop's control on the host,
+    so unrolling may pay there; `benchmarks/preset_speed.py --chunk-unroll`).
     """
     mesh = task_mesh() if mesh is None else mesh
     check_divisible(meta_batch, mesh)
@@ -60,7 +62,7 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
 
     @functools.partial(jax.jit, in_shardings=(whole, whole), out_shardings=(whole, whole))
     def meta_chunk(state, iterations):
-        state, metrics = jax.lax.scan(body, state, iterations)
+        state, metrics = jax.lax.scan(body, state, iterations, unroll=unroll)
         return state, jax.tree_util.tree_map(jnp.mean, metrics)
 
     return meta_chunk
