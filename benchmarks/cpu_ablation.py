@@ -23,7 +23,6 @@ they compute the same values (tests/test_convnets.py, tests/test_matmul.py).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import sys
@@ -32,15 +31,12 @@ import time
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
-import fometa
 import fometa.convnets as convnets
 import fometa.learner as learner_mod
-from fometa.tasks.classification import cross_entropy
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from speed import INNER_LR, OUTER_LR, REPTILE_EPS, make_data  # noqa: E402
+from speed import fometa_step, make_data  # noqa: E402
 
 NOW = {"conv": convnets.Conv, "bn": convnets.BatchNorm, "matmul": convnets.matmul,
        "mean": learner_mod._mean_over_tasks}
@@ -50,13 +46,9 @@ def _mean_over_tasks_before(tree):
     return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0).astype(x.dtype), tree)
 
 
-class _ConvWithBias(NOW["conv"]):
-    @nn.compact
-    def __call__(self, x):
-        k = self.kernel_size
-        kernel = self.param("kernel", convnets.kernel_init, (k, k, x.shape[-1], self.features))
-        bias = self.param("bias", convnets.bias_init, (self.features,))
-        return convnets.conv2d(x, kernel, self.stride, self.conv) + bias.astype(x.dtype)
+def _conv_with_bias(*args, **kwargs):
+    """`Conv` with its bias added whatever the network asks for."""
+    return NOW["conv"](*args, **{**kwargs, "add_bias": True})
 
 
 class _TextbookBatchNorm(nn.Module):
@@ -80,23 +72,11 @@ def build(variant: str, algorithm: str, data):
     """A jitted meta-step call with the optimisations up to `variant` on."""
     level = VARIANTS.index(variant)
     learner_mod._mean_over_tasks = NOW["mean"] if level >= 1 else _mean_over_tasks_before
-    convnets.Conv = NOW["conv"] if level >= 2 else _ConvWithBias
+    convnets.Conv = NOW["conv"] if level >= 2 else _conv_with_bias
     convnets.BatchNorm = NOW["bn"] if level >= 3 else _TextbookBatchNorm
     convnets.matmul = NOW["matmul"] if level >= 4 else jnp.matmul
-    model = fometa.OmniglotCNN(5)
-    outer = fometa.reptile_outer(REPTILE_EPS) if algorithm == "reptile" else optax.adam(OUTER_LR)
-    learner = fometa.meta_learner(algorithm, functools.partial(cross_entropy, model.apply),
-                                  INNER_LR, outer, remat=level >= 5)
-    tasks = fometa.Task({"x": jnp.asarray(data["sx"]), "y": jnp.asarray(data["sy"])},
-                        {"x": jnp.asarray(data["qx"]), "y": jnp.asarray(data["qy"])})
-    state = learner.init(model.init(jax.random.PRNGKey(0), tasks.query["x"][0]))
-    step = jax.jit(learner.step).lower(state, tasks).compile()  # traced with the patches
-    box = [state]
-
-    def call():
-        box[0], metrics = step(box[0], tasks)
-        jax.block_until_ready((box[0], metrics))
-
+    call, _, _ = fometa_step("omniglot-5w1s", algorithm, data, unroll=1, conv="auto",
+                             remat=level >= 5)  # traced and compiled with the patches
     return call
 
 

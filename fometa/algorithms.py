@@ -28,25 +28,25 @@ def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support
     (the loss on the first support batch, before adaptation; absent with zero inner steps)
     and, when `query` is given, `query_loss` (the loss on `query` after adaptation).
     """
+    def run_inner(p):
+        return inner_loop(loss_fn, p, support, opt, opt_state, unroll, remat)
+
     if algorithm == "maml":
         if query is None:
             raise ValueError("maml needs a query batch")
 
         def query_loss(p):
-            adapted, state, losses = inner_loop(loss_fn, p, support, opt, opt_state, unroll,
-                                                remat)
+            adapted, state, losses = run_inner(p)
             return loss_fn(adapted, query), (state, losses)
 
         (qloss, (state, losses)), grad = jax.value_and_grad(query_loss, has_aux=True)(params)
     elif algorithm == "fomaml":
         if query is None:
             raise ValueError("fomaml needs a query batch")
-        adapted, state, losses = inner_loop(loss_fn, params, support, opt, opt_state, unroll,
-                                            remat)
+        adapted, state, losses = run_inner(params)
         qloss, grad = jax.value_and_grad(loss_fn)(jax.lax.stop_gradient(adapted), query)
     elif algorithm == "reptile":
-        adapted, state, losses = inner_loop(loss_fn, params, support, opt, opt_state, unroll,
-                                            remat)
+        adapted, state, losses = run_inner(params)
         grad = jax.tree_util.tree_map(lambda p, w: p - w, params, adapted)
         qloss = None if query is None else loss_fn(adapted, query)
     else:

@@ -161,6 +161,18 @@ class BatchNorm(nn.Module):
         return (xs * inv + (bias - mean * inv)).astype(x.dtype)
 
 
+def _conv_blocks(x: jax.Array, filters: int, stride: int, conv: ConvImpl, pool: bool
+                 ) -> jax.Array:
+    """The paper's 4 x (3x3 conv -> batch norm [-> 2x2 max-pool] -> ReLU), inside a compact
+    module: submodules "conv{i}" and "norm{i}". The conv biases are declared but not added
+    (`Conv.add_bias`): batch norm cancels them."""
+    for i in range(4):
+        x = Conv(filters, 3, stride, conv, add_bias=False, name=f"conv{i}")(x)
+        x = BatchNorm(name=f"norm{i}")(x)
+        x = nn.relu(max_pool(x, 2, 2) if pool else x)
+    return x
+
+
 def _logits(x: jax.Array, num_classes: int) -> jax.Array:
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(num_classes, dtype=x.dtype, kernel_init=kernel_init, bias_init=bias_init,
@@ -171,7 +183,6 @@ class OmniglotCNN(nn.Module):
     """The paper's Omniglot network: [N, 28, 28, 1] -> logits [N, num_classes].
 
     4 x (3x3 conv, 64 filters, stride 2, SAME -> batch norm -> ReLU), flatten (2*2*64), dense.
-    The convs' biases are declared but not added (`Conv.add_bias`): batch norm cancels them.
     """
 
     num_classes: int
@@ -180,9 +191,7 @@ class OmniglotCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        for i in range(4):
-            x = Conv(self.filters, 3, 2, self.conv, add_bias=False, name=f"conv{i}")(x)
-            x = nn.relu(BatchNorm(name=f"norm{i}")(x))
+        x = _conv_blocks(x, self.filters, stride=2, conv=self.conv, pool=False)
         return _logits(x, self.num_classes)
 
 
@@ -190,7 +199,7 @@ class MiniImageNetCNN(nn.Module):
     """The paper's Mini-ImageNet network: [N, 84, 84, 3] -> logits [N, num_classes].
 
     4 x (3x3 conv, 32 filters, stride 1, SAME -> batch norm -> 2x2 max-pool stride 2,
-    SAME -> ReLU), flatten (6*6*32), dense. Conv biases as in `OmniglotCNN`.
+    SAME -> ReLU), flatten (6*6*32), dense.
     """
 
     num_classes: int
@@ -199,7 +208,5 @@ class MiniImageNetCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        for i in range(4):
-            x = Conv(self.filters, 3, 1, self.conv, add_bias=False, name=f"conv{i}")(x)
-            x = nn.relu(max_pool(BatchNorm(name=f"norm{i}")(x), 2, 2))
+        x = _conv_blocks(x, self.filters, stride=1, conv=self.conv, pool=True)
         return _logits(x, self.num_classes)
