@@ -54,6 +54,19 @@ def wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, step: int = 200) 
         time.sleep(0.02)
 
 
+def interrupted(run_dir: Path, sig: int, pause: float, timeout: float
+                ) -> subprocess.CompletedProcess:
+    """A run sent `sig` once its first checkpoint exists, waited for up to `timeout` s."""
+    proc = start(run_dir, pause=pause)
+    try:
+        wait_for_checkpoint(proc, run_dir)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
@@ -110,13 +123,7 @@ def test_same_command_and_seed_give_the_same_numbers(reference, tmp_path):
 
 def test_killed_run_resumes_to_the_uninterrupted_result(reference, tmp_path):
     run_dir = tmp_path / "run"
-    proc = start(run_dir, pause=60)
-    try:
-        wait_for_checkpoint(proc, run_dir)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        proc.kill()
+    interrupted(run_dir, signal.SIGKILL, pause=60, timeout=30)
     assert not (run_dir / "results.json").exists()
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["200"]
     # A write killed midway leaves only a temporary folder, which is never loaded.
@@ -139,13 +146,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(reference, tmp_path):
 
 def test_ctrl_c_checkpoints_exits_130_and_resumes(reference, tmp_path):
     run_dir = tmp_path / "run"
-    proc = start(run_dir, pause=0.5)
-    try:
-        wait_for_checkpoint(proc, run_dir)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    proc = interrupted(run_dir, signal.SIGINT, pause=0.5, timeout=120)
+    err = proc.stderr
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.count("\n") == 1, err
     stopped = int(err.split("interrupted at meta-iteration ")[1].split(";")[0])
