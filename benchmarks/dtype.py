@@ -1,7 +1,7 @@
 """Accuracy of bfloat16 mixed precision against float32 (not a test).
 
 Trains the same runs with `dtype="float32"` and `dtype="bfloat16"` (same seed) through
-`fometa.train.train` and prints each run's evaluation and the difference:
+`fometa.run.train` and prints each run's evaluation and the difference:
   - sine: Reptile on the paper's sine tasks (mean squared error after 32 steps);
   - omniglot: a short Reptile run on the real data, 5-way 1-shot (the paper's preset,
     shortened), if the data is found ($FOMETA_DATA_DIR or --data-dir), else skipped.
@@ -24,8 +24,7 @@ from pathlib import Path
 
 import jax
 
-from fometa.config import resolve
-from fometa.train import train
+from fometa.run import resolve, train
 
 
 def run(name: str, runs_dir: Path, **settings) -> dict[str, dict]:

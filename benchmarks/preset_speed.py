@@ -20,12 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fometa.config import resolve
-from fometa.problems import classification_problem, make_learner, make_problem
-from fometa.train import chunk_runner, evaluate_tasks
+from fometa.data import is_rotated
+from fometa.run import (Splits, chunk_runner, classification_problem, evaluate_tasks,
+                        make_learner, make_problem, resolve)
 
-SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1), True),
-          "mini-imagenet": ((64, 60, 84, 84, 3), (20, 60, 84, 84, 3), False)}
+SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1)),
+          "mini-imagenet": ((64, 60, 84, 84, 3), (20, 60, 84, 84, 3))}
 
 
 def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
@@ -35,11 +35,13 @@ def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
     if cfg.dataset == "sine":
         problem = make_problem(cfg)
     else:
-        train_shape, test_shape, rotate = SHAPES[cfg.dataset]
+        train_shape, test_shape = SHAPES[cfg.dataset]
         rng = np.random.default_rng(0)
-        splits = (rng.integers(0, 256, train_shape, np.uint8),
-                  rng.integers(0, 256, test_shape, np.uint8), rotate,
-                  rotate and cfg.omniglot_split == "maml")
+        omniglot = cfg.dataset == "omniglot"
+        splits = Splits(rng.integers(0, 256, train_shape, np.uint8),
+                        rng.integers(0, 256, test_shape, np.uint8),
+                        omniglot and is_rotated(cfg.omniglot_split, "train"),
+                        omniglot and is_rotated(cfg.omniglot_split, "test"))
         problem = classification_problem(cfg, splits)
     learner = make_learner(cfg, problem)
     state = learner.init(problem.init_params(jax.random.PRNGKey(0)))

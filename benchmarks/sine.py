@@ -16,9 +16,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from fometa.config import resolve
-from fometa.problems import make_learner, make_problem
-from fometa.train import chunk_runner, task_batch
+from fometa.run import chunk_runner, make_learner, make_problem, resolve, task_batch
 
 
 def _time(fn, repeats: int) -> float:

@@ -3,7 +3,8 @@
 Nichol, Achiam and Schulman (2018), "On First-Order Meta-Learning Algorithms".
 """
 
-from fometa.algorithms import ALGORITHMS, fomaml_grad, maml_grad, meta_gradient, reptile_grad
+from fometa.algorithms import (ALGORITHMS, Rule, fomaml_grad, maml_grad, meta_gradient,
+                               register_algorithm, reptile_grad)
 from fometa.inner import adapt, as_optimizer, inner_loop
 from fometa.learner import MetaLearner, MetaState, evaluate, meta_learner, reptile_outer
 from fometa.convnets import MiniImageNetCNN, OmniglotCNN
@@ -15,7 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALGORITHMS", "FewShotTasks", "MLP", "MetaLearner", "MetaState", "MiniImageNetCNN",
-    "OmniglotCNN", "SineTasks", "Task", "adapt",
+    "OmniglotCNN", "Rule", "SineTasks", "Task", "adapt",
     "as_optimizer", "epoch_batches", "evaluate", "fomaml_grad", "inner_loop", "maml_grad",
-    "meta_gradient", "meta_learner", "reptile_grad", "reptile_outer",
+    "meta_gradient", "meta_learner", "register_algorithm", "reptile_grad", "reptile_outer",
 ]

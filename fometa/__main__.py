@@ -1,5 +1,7 @@
+"""`python -m fometa`: the `fometa` command (`fometa.run.cli`)."""
+
 import sys
 
-from fometa.cli import main
+from fometa.run.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""MAML, first-order MAML and Reptile meta-gradients for one task.
+"""Meta-gradient rules for one task (MAML, first-order MAML, Reptile) and their registry.
 
 Nichol, Achiam and Schulman (2018), "On First-Order Meta-Learning Algorithms":
 MAML differentiates the query loss through the whole inner loop; FOMAML takes the query
@@ -8,15 +8,84 @@ direction is `phi - W` for the adapted parameters W (Algorithm 1: phi <- phi + e
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, NamedTuple, Optional, Union
 
 import jax
 import optax
 
 from fometa.inner import Batch, InnerOpt, LossFn, Params, as_optimizer, inner_loop
 
-Algorithm = Literal["maml", "fomaml", "reptile"]
-ALGORITHMS: tuple[str, ...] = ("reptile", "fomaml", "maml")
+# run_inner(params) -> (adapted params, final inner optimizer state, loss before each step [steps])
+InnerRun = Callable[[Params], tuple[Params, optax.OptState, jax.Array]]
+
+
+class Rule(NamedTuple):
+    """A meta-gradient rule: how one task's meta-gradient follows from its inner loop.
+
+    grad(loss_fn, run_inner, params, query) -> (grad, final_inner_state, losses, query_loss):
+        `run_inner(p)` runs the task's inner loop from `p` (differentiable, see `InnerRun`);
+        `losses` [steps] are its support losses; `query_loss` is None where there is none.
+    needs_query: `grad` reads the query batch (None is refused).
+    interpolates: the meta-gradient is a parameter difference phi - W, applied by Reptile's
+        interpolation (`fometa.reptile_outer`) rather than by a gradient optimizer (Adam).
+    """
+
+    grad: Callable[[LossFn, InnerRun, Params, Optional[Batch]],
+                   tuple[Params, optax.OptState, jax.Array, Optional[jax.Array]]]
+    needs_query: bool = True
+    interpolates: bool = False
+
+
+def _maml(loss_fn: LossFn, run_inner: InnerRun, params: Params, query: Batch):
+    def query_loss(p):
+        adapted, state, losses = run_inner(p)
+        return loss_fn(adapted, query), (state, losses)
+
+    (qloss, (state, losses)), grad = jax.value_and_grad(query_loss, has_aux=True)(params)
+    return grad, state, losses, qloss
+
+
+def _fomaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, query: Batch):
+    adapted, state, losses = run_inner(params)
+    qloss, grad = jax.value_and_grad(loss_fn)(jax.lax.stop_gradient(adapted), query)
+    return grad, state, losses, qloss
+
+
+def _reptile(loss_fn: LossFn, run_inner: InnerRun, params: Params, query: Batch | None):
+    adapted, state, losses = run_inner(params)
+    grad = jax.tree_util.tree_map(lambda p, w: p - w, params, adapted)
+    qloss = None if query is None else loss_fn(adapted, query)
+    return grad, state, losses, qloss
+
+
+# The registry of meta-gradient rules by name; `register_algorithm` adds to it, and the
+# command line, settings and presets read their choices from it.
+ALGORITHMS: dict[str, Rule] = {
+    "reptile": Rule(_reptile, needs_query=False, interpolates=True),
+    "fomaml": Rule(_fomaml),
+    "maml": Rule(_maml),
+}
+Algorithm = Union[str, Rule]  # a registered name, or a rule itself
+
+
+def register_algorithm(name: str, rule: Rule) -> Rule:
+    """Adds `rule` to `ALGORITHMS` under `name` (an existing name is refused)."""
+    if name in ALGORITHMS:
+        raise ValueError(f"algorithm {name!r} is already registered")
+    if not isinstance(rule, Rule):
+        raise TypeError(f"expected a fometa.algorithms.Rule, got {type(rule).__name__}")
+    ALGORITHMS[name] = rule
+    return rule
+
+
+def get_rule(algorithm: Algorithm) -> Rule:
+    """The rule that `algorithm` names (or `algorithm` itself, if it is a `Rule`)."""
+    if isinstance(algorithm, Rule):
+        return algorithm
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of "
+                         f"{', '.join(ALGORITHMS)}")
+    return ALGORITHMS[algorithm]
 
 
 def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support: Batch,
@@ -24,33 +93,19 @@ def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support
                   opt_state: optax.OptState, unroll: int | bool = 1, remat: bool = False):
     """One task's meta-gradient (`unroll`, `remat`: as in `fometa.inner.inner_loop`).
 
-    Returns `(grad, final_inner_state, metrics)` where `metrics` holds `support_loss`
-    (the loss on the first support batch, before adaptation; absent with zero inner steps)
-    and, when `query` is given, `query_loss` (the loss on `query` after adaptation).
+    `algorithm`: a name in `ALGORITHMS` or a `Rule`. Returns `(grad, final_inner_state,
+    metrics)` where `metrics` holds `support_loss` (the loss on the first support batch,
+    before adaptation; absent with zero inner steps) and, where the rule computes one,
+    `query_loss` (the loss on `query` after adaptation).
     """
+    rule = get_rule(algorithm)
+    if rule.needs_query and query is None:
+        raise ValueError(f"{algorithm!r} needs a query batch")
+
     def run_inner(p):
         return inner_loop(loss_fn, p, support, opt, opt_state, unroll, remat)
 
-    if algorithm == "maml":
-        if query is None:
-            raise ValueError("maml needs a query batch")
-
-        def query_loss(p):
-            adapted, state, losses = run_inner(p)
-            return loss_fn(adapted, query), (state, losses)
-
-        (qloss, (state, losses)), grad = jax.value_and_grad(query_loss, has_aux=True)(params)
-    elif algorithm == "fomaml":
-        if query is None:
-            raise ValueError("fomaml needs a query batch")
-        adapted, state, losses = run_inner(params)
-        qloss, grad = jax.value_and_grad(loss_fn)(jax.lax.stop_gradient(adapted), query)
-    elif algorithm == "reptile":
-        adapted, state, losses = run_inner(params)
-        grad = jax.tree_util.tree_map(lambda p, w: p - w, params, adapted)
-        qloss = None if query is None else loss_fn(adapted, query)
-    else:
-        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+    grad, state, losses, qloss = rule.grad(loss_fn, run_inner, params, query)
     # No support_loss with zero inner steps (there is no support batch to evaluate).
     metrics = {"support_loss": losses[0]} if losses.shape[0] else {}
     if qloss is not None:

@@ -1,4 +1,4 @@
-"""Meta-learners: a pure `init`/`step` pair for MAML, FOMAML and Reptile over task batches."""
+"""Meta-learners: a pure `init`/`step` pair for any meta-gradient rule over task batches."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fometa.algorithms import ALGORITHMS, Algorithm, meta_gradient
+from fometa.algorithms import Algorithm, get_rule, meta_gradient
 from fometa.inner import InnerOpt, LossFn, Params, as_optimizer, inner_loop
 from fometa.tasks.base import Task
 
@@ -69,11 +69,12 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
     """Builds a meta-learner.
 
     Args:
-      algorithm: "maml", "fomaml" or "reptile".
+      algorithm: a name in `fometa.ALGORITHMS` ("maml", "fomaml", "reptile", or one
+        added with `fometa.register_algorithm`), or a `fometa.algorithms.Rule`.
       loss_fn: `loss_fn(params, batch) -> scalar`.
       inner_opt: optax transformation or SGD learning rate for the inner loop.
       outer_opt: the meta-optimizer applied to the task-mean meta-gradient. Default:
-        Adam(1e-3) for MAML/FOMAML, `reptile_outer(0.1)` for Reptile.
+        `reptile_outer(0.1)` for rules that interpolate (Reptile), else Adam(1e-3).
       carry_inner_state: keep the inner optimizer's state across meta-iterations (the
         mean of the tasks' final states), as the paper's Reptile code does with Adam;
         otherwise every task starts from `inner_opt.init(params)`.
@@ -83,11 +84,10 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         batch, not its activations, and recomputes them. No effect on the results; on
         the CPU MAML is also faster with it.
     """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+    rule = get_rule(algorithm)
     opt = as_optimizer(inner_opt)
     if outer_opt is None:
-        outer_opt = reptile_outer(0.1) if algorithm == "reptile" else optax.adam(1e-3)
+        outer_opt = reptile_outer(0.1) if rule.interpolates else optax.adam(1e-3)
 
     def start_state(state: MetaState) -> optax.OptState:
         return state.inner_state if carry_inner_state else opt.init(state.params)

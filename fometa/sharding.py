@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from fometa.config import ConfigError
+from fometa.errors import ConfigError
 
 TASKS = "tasks"  # the mesh axis that task batches are split along
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fometa.cli import main
+from fometa.run.cli import main
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from fometa.cli import main
+from fometa.run.cli import main
 
 ARGS = ["train", "--meta-iters", "600", "--log-every", "100", "--checkpoint-every", "200",
         "--eval-every", "300", "--eval-tasks", "20", "--no-progress"]
@@ -22,14 +22,14 @@ ARGS = ["train", "--meta-iters", "600", "--log-every", "100", "--checkpoint-ever
 # pause of argv[1] seconds after each checkpoint, so a test can act between checkpoints.
 RUNNER = """
 import sys, time
-import fometa.checkpoint, fometa.plots
-fometa.plots.plot_run = lambda *a, **k: None
-save = fometa.checkpoint.Checkpoints.save
+import fometa.run.checkpoint, fometa.run.training
+fometa.run.training.record_figures = lambda *a, **k: None
+save = fometa.run.checkpoint.Checkpoints.save
 def save_then_pause(self, *a, **k):
     save(self, *a, **k)
     time.sleep(float(sys.argv[1]))
-fometa.checkpoint.Checkpoints.save = save_then_pause
-from fometa.cli import main
+fometa.run.checkpoint.Checkpoints.save = save_then_pause
+from fometa.run.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -76,7 +76,7 @@ def metrics(run_dir: Path) -> list[dict]:
 
 
 def params(run_dir: Path) -> list[np.ndarray]:
-    from fometa.train import load_run
+    from fometa.run import load_run
 
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(load_run(run_dir)[1])]
 

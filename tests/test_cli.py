@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from fometa.cli import main
+from fometa.run.cli import main
 
 SMALL = ["--meta-iters", "200", "--log-every", "100", "--eval-tasks", "50", "--no-progress"]
 
@@ -89,7 +89,7 @@ def test_train_writes_the_run_directory(tmp_path, capsys):
 
 
 def test_presets_lists_every_preset(capsys):
-    from fometa.config import PRESETS
+    from fometa.run import PRESETS
 
     assert main(["presets"]) == 0
     out = capsys.readouterr().out

@@ -6,7 +6,7 @@ import os
 import pytest
 from synthetic import write_mini
 
-from fometa.cli import main
+from fometa.run.cli import main
 
 REAL_DATA_DIR = os.environ.get("FOMETA_DATA_DIR", "")
 CLASSES = {split: {f"n{10 * j + i:02d}": 8 for i in range(5)}

@@ -4,10 +4,7 @@ import json
 
 import pytest
 
-from fometa.config import resolve
-from fometa.curves import step_counts
-from fometa.plots import plot_runs, read_metrics
-from fometa.train import train
+from fometa.run import RunDir, plot_runs, resolve, step_counts, train
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -51,6 +48,6 @@ def test_inner_steps_curve_ends_at_the_final_evaluation(runs):
 def test_plot_runs_overlays_several_runs(runs, tmp_path):
     out = plot_runs([runs["short"][0], runs["long"][0]], tmp_path / "both.png")
     assert out.read_bytes()[:8] == PNG
-    train_lines, eval_lines = read_metrics(runs["long"][0])
+    train_lines, eval_lines = RunDir(runs["long"][0]).read_metrics()
     assert [l["iteration"] for l in train_lines] == [1000, 2000, 3000]
     assert len(eval_lines) == 1 and eval_lines[0]["eval"]["metric"] == "mse"

@@ -10,8 +10,8 @@ import pytest
 
 import fometa
 from fometa.algorithms import meta_gradient
-from fometa.config import resolve
-from fometa.problems import classification_problem, make_learner, make_problem
+from fometa.run import resolve
+from fometa.run import Splits, classification_problem, make_learner, make_problem
 
 ALGOS = ("maml", "fomaml", "reptile")
 
@@ -144,7 +144,7 @@ def test_bfloat16_sine_is_close_to_float32_and_keeps_float32_state(algorithm):
 
 def test_bfloat16_network_computes_in_bfloat16():
     images = np.random.default_rng(0).integers(0, 256, (12, 12, 28, 28, 1), dtype=np.uint8)
-    splits = (images, images, False, False)
+    splits = Splits(images, images)
     out = {}
     for dtype in ("float32", "bfloat16"):
         cfg = resolve("omniglot", conv="xla", ways=3, shots=2, train_shots=2, queries=1, inner_iters=2,

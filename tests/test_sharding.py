@@ -13,20 +13,20 @@ import textwrap
 import numpy as np
 import pytest
 
-from fometa.cli import main
-from fometa.config import ConfigError
+from fometa.run.cli import main
+from fometa.errors import ConfigError
 
 SCRIPT = textwrap.dedent(r'''
     import dataclasses, json, sys
     import jax, numpy as np
     from jax._src import dispatch
-    from fometa.config import ConfigError, resolve
+    from fometa.errors import ConfigError
+    from fometa.run import chunk_runner, evaluate_tasks, load_run, resolve, setup, train
     from fometa.sharding import TASKS, replicate, task_mesh
-    from fometa.train import chunk_runner, evaluate_tasks, load_run, setup, train
 
     assert len(jax.devices()) == 2, jax.devices()
-    import fometa.plots
-    fometa.plots.plot_run = lambda *a, **k: None  # its curves compile evaluations of their own
+    import fometa.run.training
+    fometa.run.training.record_figures = lambda *a, **k: None  # its curves compile evaluations of their own
     compiles = []
     jax.monitoring.register_event_duration_secs_listener(
         lambda event, secs, fun_name="", **kw: compiles.append(fun_name)

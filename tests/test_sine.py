@@ -7,10 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fometa.config import resolve
-from fometa.problems import make_learner, make_problem
+from fometa.run import chunk_runner, make_learner, make_problem, resolve, train
 from fometa.tasks import SineTasks, epoch_batches
-from fometa.train import chunk_runner, train
 
 
 def test_epoch_batches_cycle_through_shuffled_epochs():

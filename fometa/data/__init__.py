@@ -9,13 +9,14 @@ raise `DataError`, a `ValueError` with a one-line message.
 
 from __future__ import annotations
 
-from fometa.data.errors import DataError, DataWarning
 from fometa.data.mini_imagenet import load_mini_imagenet
-from fometa.data.omniglot import load_omniglot
+from fometa.data.omniglot import SPLITS as OMNIGLOT_SPLITS
+from fometa.data.omniglot import is_rotated, load_omniglot
 from fometa.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
+from fometa.errors import DataError, DataWarning
 
-DATASETS = ("omniglot", "mini-imagenet")
-_ALIASES = {"omniglot": "omniglot", "mini-imagenet": "mini-imagenet", "miniimagenet": "mini-imagenet"}
+LOADERS = {"omniglot": load_omniglot, "mini-imagenet": load_mini_imagenet}
+_ALIASES = {"miniimagenet": "mini-imagenet"}
 
 
 def load_dataset(name: str, data_dir=None, **kw):
@@ -24,15 +25,14 @@ def load_dataset(name: str, data_dir=None, **kw):
     ``load_dataset("omniglot", d, split="maml")`` is ``load_omniglot(d, split="maml")``;
     ``load_dataset("mini-imagenet", d)`` is ``load_mini_imagenet(d)``.
     """
-    key = _ALIASES.get(str(name).strip().lower().replace("_", "-"))
-    if key is None:
-        raise DataError(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}")
-    if key == "omniglot":
-        return load_omniglot(data_dir, **kw)
-    return load_mini_imagenet(data_dir, **kw)
+    key = str(name).strip().lower().replace("_", "-")
+    loader = LOADERS.get(_ALIASES.get(key, key))
+    if loader is None:
+        raise DataError(f"unknown dataset {name!r}: expected one of {', '.join(LOADERS)}")
+    return loader(data_dir, **kw)
 
 
 __all__ = [
-    "CACHE_DIR_ENV", "DATASETS", "DATA_DIR_ENV", "DataError", "DataWarning", "load_dataset",
-    "load_mini_imagenet", "load_omniglot",
+    "CACHE_DIR_ENV", "DATA_DIR_ENV", "DataError", "DataWarning", "LOADERS", "OMNIGLOT_SPLITS",
+    "is_rotated", "load_dataset", "load_mini_imagenet", "load_omniglot",
 ]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fometa.data.errors import DataWarning, one_line
+from fometa.errors import DataWarning, one_line
 
 META_KEY = "__meta__"
 _TMP_SUFFIX = ".tmp"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 
-from fometa.data.errors import DataError, DataWarning
+from fometa.errors import DataError, DataWarning
 
 
 def common_count(counts: Mapping[str, int], what: str) -> int:

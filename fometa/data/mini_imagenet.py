@@ -38,7 +38,7 @@ from PIL import Image
 
 from fometa.data import cache
 from fometa.data.classes import common_count
-from fometa.data.errors import DataError, one_line
+from fometa.errors import DataError, one_line
 from fometa.data.paths import PathLike, cache_root, find_dataset_dir
 
 #: Bump when the pixels or the order produced from the same files change.

@@ -62,7 +62,7 @@ from PIL import Image
 
 from fometa.data import cache
 from fometa.data.classes import common_count
-from fometa.data.errors import DataError, one_line
+from fometa.errors import DataError, one_line
 from fometa.data.paths import PathLike, cache_root, find_dataset_dir
 
 #: Bump when the pixels or the character order produced from the same files change.
@@ -77,12 +77,21 @@ class SplitSpec:
     names: tuple[str, ...]
     sizes: tuple[int, ...]
     seed: int
+    rotated: tuple[str, ...]  # the parts whose classes are augmented with rotations
 
 
 SPLITS: dict[str, SplitSpec] = {
-    "paper": SplitSpec(("train", "test"), (1200, 423), 0),
-    "maml": SplitSpec(("train", "val", "test"), (1100, 100, 423), 1),
+    # Reptile's code rotates the training characters only; MAML's rotates every class.
+    "paper": SplitSpec(("train", "test"), (1200, 423), 0, rotated=("train",)),
+    "maml": SplitSpec(("train", "val", "test"), (1100, 100, 423), 1, rotated=("train", "val", "test")),
 }
+
+
+def is_rotated(split: str, part: str) -> bool:
+    """Whether part `part` ("train", "val", "test") of Omniglot split `split` ("paper",
+    "maml") is augmented with rotations: class ``c * 4 + r`` is class ``c`` rotated by
+    ``r * 90`` degrees (done on the device at sampling time, `fometa.tasks.classification`)."""
+    return part in _split_spec(split, None, None).rotated
 
 _EXPECTED = (
     "the official Omniglot archives images_background.zip and images_evaluation.zip "
@@ -218,7 +227,7 @@ def _split_spec(split: str, seed, sizes) -> SplitSpec:
     for n, s in zip(default.names, sizes):
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
             raise DataError(f"Omniglot split size for {n!r} must be a non-negative integer, got {s!r}")
-    return SplitSpec(default.names, tuple(int(s) for s in sizes), int(seed))
+    return SplitSpec(default.names, tuple(int(s) for s in sizes), int(seed), default.rotated)
 
 
 def _split(n: int, spec: SplitSpec, split: str) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from fometa.data.errors import DataError
+from fometa.errors import DataError
 
 DATA_DIR_ENV = "FOMETA_DATA_DIR"
 CACHE_DIR_ENV = "FOMETA_CACHE_DIR"

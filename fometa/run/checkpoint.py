@@ -1,9 +1,10 @@
-"""Checkpoints of a run under `RUN_DIR/checkpoints/<meta-iteration>/` (orbax-checkpoint).
+"""Checkpoints of a run: its meta-state and PRNG state, one orbax folder per meta-iteration.
 
-A checkpoint holds everything needed to continue a run exactly: the whole `MetaState`
-(params, outer and inner optimizer states, step), the training PRNG key and the number of
-meta-iterations done. Iteration i samples its tasks from `fold_in(train_key, i)`, so the key
-and the iteration number are the complete PRNG state.
+`fometa.run.rundir.RunDir.checkpoints` opens those of a run directory. A checkpoint holds
+everything needed to continue a run exactly: the whole `MetaState` (params, outer and inner
+optimizer states, step), the training PRNG key and the number of meta-iterations done.
+Iteration i samples its tasks from `fold_in(train_key, i)`, so the key and the iteration
+number are the complete PRNG state.
 
 Writes are synchronous and atomic: orbax writes a step into a temporary folder and renames
 it into place once complete, and only finished steps are listed, so a run killed mid-write
@@ -12,53 +13,65 @@ resumes from the previous checkpoint. The newest `MAX_TO_KEEP` checkpoints are k
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
-from fometa.config import ConfigError
+from fometa.errors import CheckpointError
 
-CHECKPOINT_DIR = "checkpoints"
 MAX_TO_KEEP = 3
+
+
+@contextlib.contextmanager
+def _log_level(name: str, level: int) -> Iterator[None]:
+    """Logger `name` at `level` inside the block, restored after it."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def _quiet_collect() -> None:
     """After a failed read: garbage-collects orbax's abandoned futures and coroutines with
-    their reports silenced, so the user sees one line rather than pages of tensorstore specs
-    (asyncio's "exception was never retrieved" log stays silenced from here on)."""
-    import gc
-    import sys
-    import threading
-    import time
-
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    their reports silenced, so the user sees one line rather than pages of tensorstore specs."""
     hooks = sys.unraisablehook, sys.excepthook, threading.excepthook
     sys.unraisablehook = sys.excepthook = threading.excepthook = lambda *args: None
     try:
-        for _ in range(5):  # tensorstore's callbacks land on orbax's closed loop for a moment
-            gc.collect()
-            time.sleep(0.2)
+        with _log_level("asyncio", logging.CRITICAL):  # "exception was never retrieved"
+            for _ in range(5):  # tensorstore's callbacks land on orbax's closed loop for a moment
+                gc.collect()
+                time.sleep(0.2)
     finally:
         sys.unraisablehook, sys.excepthook, threading.excepthook = hooks
 
 
+def _quiet_orbax() -> contextlib.AbstractContextManager:
+    return _log_level("absl", logging.WARNING)  # orbax logs every save at INFO
+
+
 class Checkpoints:
-    """The checkpoints of one run directory."""
+    """The checkpoints in one folder (a run directory's `checkpoints/`)."""
 
-    def __init__(self, run_dir: str | Path, *, create: bool = True):
-        import orbax.checkpoint as ocp
-
-        logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every save at INFO
-        self.path = Path(run_dir).absolute() / CHECKPOINT_DIR
+    def __init__(self, path: str | Path, *, create: bool = True):
+        self.path = Path(path).absolute()
         if not create and not self.path.is_dir():
-            raise ConfigError(f"{self.path} not found; the run has no checkpoint to load")
-        self._ocp = ocp
+            raise CheckpointError(f"{self.path} not found; the run has no checkpoint to load")
         options = ocp.CheckpointManagerOptions(max_to_keep=MAX_TO_KEEP, create=create,
                                                enable_async_checkpointing=False)
-        self._manager = ocp.CheckpointManager(self.path, options=options)
+        with _quiet_orbax():
+            self._manager = ocp.CheckpointManager(self.path, options=options)
 
     def latest_step(self) -> int | None:
         """The meta-iteration of the newest complete checkpoint, or None."""
@@ -69,23 +82,25 @@ class Checkpoints:
             return
         tree = {"state": state, "train_key": np.asarray(jax.device_get(train_key)),
                 "iteration": np.asarray(iteration, np.int64)}
-        self._manager.save(iteration, args=self._ocp.args.StandardSave(tree), force=True)
-        self._manager.wait_until_finished()
+        with _quiet_orbax():
+            self._manager.save(iteration, args=ocp.args.StandardSave(tree), force=True)
+            self._manager.wait_until_finished()
 
     def restore(self, state_template: Any, train_key: jax.Array,
                 step: int | None = None) -> tuple[Any, jax.Array, int]:
         """`(state, train_key, iteration)` of checkpoint `step` (default: the newest), with
-        arrays placed like the template's. Raises a one-line ConfigError naming the folder
-        of a missing or damaged checkpoint."""
+        arrays placed like the template's. Raises a one-line CheckpointError naming the
+        folder of a missing or damaged checkpoint."""
         step = self.latest_step() if step is None else step
         if step is None:
-            raise ConfigError(f"{self.path} holds no complete checkpoint")
+            raise CheckpointError(f"{self.path} holds no complete checkpoint")
         folder = self.path / str(step)
         template = {"state": state_template, "train_key": np.asarray(jax.device_get(train_key)),
                     "iteration": np.asarray(0, np.int64)}
         error = None
         try:
-            out = self._manager.restore(step, args=self._ocp.args.StandardRestore(template))
+            with _quiet_orbax():
+                out = self._manager.restore(step, args=ocp.args.StandardRestore(template))
             iteration = int(out["iteration"])
             if iteration != step:
                 raise ValueError(f"it says meta-iteration {iteration}")
@@ -95,7 +110,7 @@ class Checkpoints:
             _quiet_collect()  # orbax's abandoned read coroutines would print tracebacks
             older = [s for s in self._manager.all_steps() if s < step]
             hint = f"; delete it to use the one at meta-iteration {max(older)}" if older else ""
-            raise ConfigError(f"checkpoint {folder} could not be read ({error}): it is damaged, "
+            raise CheckpointError(f"checkpoint {folder} could not be read ({error}): it is damaged, "
                               f"incomplete or from another config{hint}")
         return out["state"], out["train_key"], iteration
 

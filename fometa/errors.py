@@ -1,0 +1,43 @@
+"""The errors a user can cause: one-line messages that name the bad value and what is allowed.
+
+The library raises them; the command line prints each as one `fometa: error: ...` line on
+stderr and exits with status 2 (`fometa.run.cli`). Line breaks in a message are folded.
+"""
+
+from __future__ import annotations
+
+
+def one_line(text: object) -> str:
+    """`text` as a single line: runs of whitespace, line breaks included, become one space."""
+    return " ".join(str(text).split())
+
+
+class UserError(ValueError):
+    """Something the user can fix; the message is one line naming it."""
+
+    def __init__(self, message: object):
+        super().__init__(one_line(message))
+
+
+class ConfigError(UserError):
+    """A bad setting, combination of settings or device count."""
+
+
+class DataError(UserError):
+    """A problem with the user's data: a missing archive, a corrupt file, a wrong layout."""
+
+
+class CheckpointError(UserError):
+    """A missing, incomplete or damaged checkpoint."""
+
+
+class RunDirError(UserError):
+    """A run directory that cannot be used as asked (other settings, unreadable files)."""
+
+
+class MissingPackageError(UserError):
+    """An optional package that a requested feature needs is not installed."""
+
+
+class DataWarning(UserWarning):
+    """Something in the data was usable but not as expected (e.g. uneven class sizes)."""

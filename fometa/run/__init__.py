@@ -1,0 +1,25 @@
+"""The run wing: everything that turns settings into a finished run directory.
+
+Settings, presets, problems, the compiled loop, evaluation, the run directory, plots,
+training orchestration and the `fometa` command. It builds on the core (`fometa`'s pure
+functions); nothing outside it imports it but the `python -m fometa` entry point.
+"""
+
+from fometa.run.evaluation import evaluate_tasks, mean_ci95, metric_by_steps, step_counts, summarize
+from fometa.run.interrupt import TrainingInterrupted
+from fometa.run.loop import chunk_runner, task_batch
+from fometa.run.plots import plot_run, plot_runs
+from fometa.run.presets import DEFAULT_PRESET, PRESETS, resolve
+from fometa.run.problems import (DATASETS, INNER_OPTIMIZERS, Dataset, Problem, Splits,
+                                 classification_problem, make_learner, make_problem)
+from fometa.run.rundir import RunDir
+from fometa.run.settings import Config, check
+from fometa.run.training import evaluate_run, load_run, setup, train
+
+__all__ = [
+    "Config", "DATASETS", "DEFAULT_PRESET", "Dataset", "INNER_OPTIMIZERS", "PRESETS", "Problem",
+    "RunDir", "Splits", "TrainingInterrupted", "check", "chunk_runner", "classification_problem",
+    "evaluate_run", "evaluate_tasks", "load_run", "make_learner", "make_problem", "mean_ci95",
+    "metric_by_steps", "plot_run", "plot_runs", "resolve", "setup", "step_counts", "summarize",
+    "task_batch", "train",
+]

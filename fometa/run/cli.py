@@ -1,0 +1,126 @@
+"""The `fometa` command: train, eval, plot and presets; user errors as one line, exit 2.
+
+The `train` flags are generated from the settings' declarations (`fometa.run.settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from fometa.errors import UserError
+from fometa.run.plots import OVERLAY, plot_runs
+from fometa.run.presets import PRESETS, resolve
+from fometa.run.rundir import RESULTS, TENSORBOARD
+from fometa.run.settings import DECLARED, Switch, flag, flags, parse
+from fometa.run.training import evaluate_run, train
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        self.exit(2, f"fometa: error: {message}\n")
+
+
+def _add_setting(parser: argparse.ArgumentParser, name: str) -> None:
+    """A flag for setting `name`, with its declared help; values stay text until `parse`."""
+    setting = DECLARED[name]
+    if isinstance(setting.kind, Switch):
+        parser.add_argument(flag(name), action=argparse.BooleanOptionalAction, default=None,
+                            help=setting.help)
+    else:
+        parser.add_argument(flag(name), help=setting.help,
+                            metavar=setting.metavar or setting.kind.metavar)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fometa", description="MAML, FOMAML and Reptile in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="meta-train, evaluate and write a run directory")
+    for name, _ in flags():
+        _add_setting(t, name)
+    t.add_argument("--tensorboard", action="store_true",
+                   help=f"also write TensorBoard event files to RUN_DIR/{TENSORBOARD} "
+                        "(needs tensorboardX)")
+    t.add_argument("--run-dir", help="output folder (default: runs/<dataset>-<algorithm>-<time>); "
+                   "rerunning a command with the same --run-dir resumes it from its newest checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", help="re-evaluate a run's newest checkpoint")
+    e.add_argument("--run-dir", required=True, help="a run directory written by 'fometa train'")
+    for name in ("eval_tasks", "eval_inner_iters"):
+        _add_setting(e, name)
+
+    p = sub.add_parser("plot", help="overlay the learning curves of one or more runs")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    p.add_argument("--out", help=f"image file to write (default: {OVERLAY})")
+
+    sub.add_parser("presets", help="list the presets with the paper's number for each")
+    return parser
+
+
+def _settings(args: argparse.Namespace, names) -> dict[str, Any]:
+    """The settings given on the command line (left-out flags are None), parsed and checked."""
+    values = {name: getattr(args, name) for name in names}
+    return {name: parse(name, v) if isinstance(v, str) else v for name, v in values.items()}
+
+
+def _train(args: argparse.Namespace) -> int:
+    settings = _settings(args, [name for name, _ in flags()])
+    cfg = resolve(settings.pop("dataset"), settings.pop("preset"), **settings)
+    run_dir = args.run_dir or f"runs/{cfg.dataset}-{cfg.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
+    results = train(cfg, run_dir, progress=not args.no_progress, tensorboard=args.tensorboard)
+    if results.get("already_complete"):
+        print(f"run dir {run_dir} already holds this run, complete at meta-iteration "
+              f"{results['meta_iterations']}; its {RESULTS}:")
+    elif results.get("resumed_from"):
+        print(f"resumed at meta-iteration {results['resumed_from']}")
+    ev = results["eval"]
+    line = (f"{ev['metric']} after {cfg.eval_inner_iters} inner steps on {ev['tasks']} tasks: "
+            f"{ev['mean']:.4f} +/- {ev['ci95']:.4f}")
+    if "eval_transductive" in results:
+        tr = results["eval_transductive"]
+        line += f" (transductive {tr['mean']:.4f} +/- {tr['ci95']:.4f})"
+    print(f"{line}  [{results['wall_seconds']:.1f} s; run dir {run_dir}]")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    print(json.dumps(evaluate_run(args.run_dir, **_settings(args, ("eval_tasks",
+                                                                   "eval_inner_iters")))))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    print(plot_runs(args.run_dirs, args.out))
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    for name, preset in PRESETS.items():
+        s = preset["settings"]
+        shape = f"{s['ways']}-way {s['shots']}-shot" if s.get("ways") else ""
+        print(f"{name:28s} {shape:15s} paper: {preset['paper']}")
+    return 0
+
+
+COMMANDS = {"train": _train, "eval": _eval, "plot": _plot, "presets": _presets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"fometa: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:  # TrainingInterrupted says where and how to resume
+        print(f"fometa: {e or 'interrupted'}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

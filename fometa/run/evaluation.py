@@ -1,0 +1,102 @@
+"""Evaluation: metrics after adaptation on test tasks, their summary, and by inner steps.
+
+Tasks are sampled and adapted to on the device; the summary (mean and 95% interval) is
+results.json's entries; `metric_by_steps` is inner_steps.json.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fometa.learner import MetaLearner, MetaState, evaluate
+from fometa.run.problems import Problem
+from fometa.sharding import (Mesh, mesh_size, replicate, replicated, shard_tasks, task_mesh,
+                             task_sharded)
+
+
+def mean_ci95(values: np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of its 95% normal confidence interval."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return float(values.mean()), float("nan")
+    return float(values.mean()), float(1.96 * values.std(ddof=1) / math.sqrt(values.size))
+
+
+def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,
+                   num_tasks: int, memory: int | None = None,
+                   mesh: Mesh | None = None) -> dict[str, np.ndarray]:
+    """The metrics after adaptation on `num_tasks` evaluation tasks, each shape [num_tasks].
+
+    Tasks are sampled and adapted to on the device in vmapped chunks sized so that their
+    data, and activations estimated at 32x the data, stay under `memory` bytes per device
+    (default 1 GiB on CPU, 16 GiB on accelerators). With a `mesh` (default: one device)
+    each chunk's task keys ([chunk, 2]) are split over its D devices, so the chunk is a
+    multiple of D; the state is replicated. Results do not depend on D or the chunking.
+    """
+    mesh = task_mesh() if mesh is None else mesh
+    n = mesh_size(mesh)
+    if memory is None:
+        memory = 1 << 30 if jax.default_backend() == "cpu" else 1 << 34
+    task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
+        jax.eval_shape(problem.eval_task, key)))
+    per_device = max(1, min(-(-num_tasks // n), 1000, memory // (32 * max(task_bytes, 1))))
+    chunk = n * per_device
+    whole, split = replicated(mesh), task_sharded(mesh)
+
+    @functools.partial(jax.jit, in_shardings=(whole, split), out_shardings=whole)
+    def eval_chunk(state, keys):
+        tasks = shard_tasks(jax.vmap(problem.eval_task)(keys), mesh)
+        return evaluate(learner, state, tasks, problem.metric_fn)
+
+    state = replicate(state, mesh)
+    keys = jax.random.split(key, num_tasks)
+    padded = num_tasks + (-num_tasks % chunk)  # repeat tasks to fill the last chunk
+    keys = keys[jnp.arange(padded) % num_tasks] if padded > num_tasks else keys
+    out = [jax.device_get(eval_chunk(state, jax.device_put(keys[i:i + chunk], split)))
+           for i in range(0, len(keys), chunk)]
+    return {k: np.concatenate([o[k] for o in out])[:num_tasks] for k in out[0]}
+
+
+def summarize(problem: Problem, values: dict[str, np.ndarray], **extra) -> dict[str, Any]:
+    """results.json's evaluation entries, one per metric under the key `problem.results`
+    gives it ("eval", "eval_transductive"): the metric's mean, ci95 and task count."""
+    out = {}
+    for name, v in values.items():
+        mean, ci95 = mean_ci95(v)
+        out[problem.results[name]] = {"metric": problem.metric, "mean": mean, "ci95": ci95,
+                                      "tasks": len(v), **extra}
+    return out
+
+
+def step_counts(total: int, points: int = 4) -> list[int]:
+    """0, 1 and roughly geometric counts up to `total` (included), at most `points` + 2."""
+    counts = {0, 1, total}
+    for i in range(1, points):
+        counts.add(max(1, round(total ** (i / points))))
+    return sorted(c for c in counts if c <= total)
+
+
+def metric_by_steps(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,
+                    num_tasks: int, total_steps: int) -> dict[str, Any]:
+    """The evaluation metrics after k inner steps for k in `step_counts(total_steps)`, on the
+    same `num_tasks` tasks (the first k support batches of each): inner_steps.json."""
+    steps = step_counts(total_steps)
+    out: dict[str, Any] = {"metric": problem.metric, "tasks": num_tasks, "steps": steps}
+    for k in steps:
+        def first_k(key, k=k):
+            task = problem.eval_task(key)
+            return task._replace(support=jax.tree_util.tree_map(lambda a: a[:k], task.support))
+
+        values = evaluate_tasks(learner, state, problem._replace(eval_task=first_k), key, num_tasks)
+        for name, v in values.items():
+            mean, ci95 = mean_ci95(v)
+            entry = out.setdefault(name, {"mean": [], "ci95": []})
+            entry["mean"].append(mean)
+            entry["ci95"].append(ci95)
+    return out

@@ -1,0 +1,54 @@
+"""The compiled training loop: chunks of meta-iterations inside one jitted `lax.scan`.
+
+Task sampling, inner loops and meta-updates all run inside it, optionally sharded over a
+device mesh.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from fometa.learner import MetaLearner
+from fometa.run.problems import Problem
+from fometa.sharding import Mesh, check_divisible, replicated, shard_tasks, task_mesh
+
+
+def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
+    """`meta_batch` training tasks with a leading task axis."""
+    return jax.vmap(problem.train_task)(jax.random.split(key, meta_batch))
+
+
+def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array,
+                 mesh: Mesh | None = None, unroll: int | bool = 1):
+    """A jitted `run(state, iterations) -> (state, mean metrics)` over a run of iterations.
+
+    Iteration i samples its tasks from `fold_in(train_key, i)`, so results do not depend on
+    how the run is cut into chunks. Sampling, inner loops and meta-updates all stay on the
+    device inside one `lax.scan`.
+
+    With a `mesh` (default: one device; see `fometa.sharding`) the state, the iteration
+    numbers and the outputs are replicated over its devices, and each iteration's sampled
+    task batch ([meta_batch, ...] leaves) is constrained to be split along the mesh's
+    "tasks" axis, so that every device samples and adapts to meta_batch/D tasks and the
+    task mean becomes an all-reduce. `meta_batch` must be divisible by the mesh's size.
+    `unroll`: of the `lax.scan` over iterations (XLA:GPU runs a loop's control on the host,
+    so unrolling may pay there; `benchmarks/preset_speed.py --chunk-unroll`).
+    """
+    mesh = task_mesh() if mesh is None else mesh
+    check_divisible(meta_batch, mesh)
+
+    def body(state, i):
+        tasks = task_batch(problem, jax.random.fold_in(train_key, i), meta_batch)
+        return learner.step(state, shard_tasks(tasks, mesh))
+
+    whole = replicated(mesh)
+
+    @functools.partial(jax.jit, in_shardings=(whole, whole), out_shardings=(whole, whole))
+    def meta_chunk(state, iterations):
+        state, metrics = jax.lax.scan(body, state, iterations, unroll=unroll)
+        return state, jax.tree_util.tree_map(jnp.mean, metrics)
+
+    return meta_chunk

@@ -1,0 +1,249 @@
+"""Problems (a task family with its model), and the datasets and learners that settings name.
+
+A `Problem` is everything the run machinery (compiled loop, evaluation, checkpoints, run
+directory, plots) needs to know of a task family; nothing downstream asks which dataset it
+came from. `DATASETS` maps each `--dataset` name to how its problem is built from a run's
+settings (a `fometa.run.Config`, read by attribute) and which combinations it refuses;
+`INNER_OPTIMIZERS` maps each `--inner-optimizer` name to its optax optimizer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fometa.algorithms import get_rule
+from fometa.convnets import MiniImageNetCNN, OmniglotCNN
+from fometa.data import is_rotated, load_mini_imagenet, load_omniglot
+from fometa.errors import ConfigError
+from fometa.inner import LossFn, Params
+from fometa.learner import MetaLearner, meta_learner, reptile_outer
+from fometa.models import MLP
+from fometa.tasks.base import Task
+from fometa.tasks.classification import FewShotTasks, accuracies, cross_entropy
+from fometa.tasks.sine import SineTasks, mse
+
+# A figure of one task's adaptation, as JSON-able data (drawn by `fometa.run.plots`):
+# {"x": [n], "lines": {label: [n]}, "points": {label: {"x": [m], "y": [m]}}}.
+Illustration = dict[str, Any]
+
+
+class Problem(NamedTuple):
+    """A task family with its model.
+
+    train_task(key) -> Task; eval_task(key) -> Task (support of `eval_inner_iters` steps);
+    init_params(key) -> params; loss_fn(params, batch) -> scalar;
+    metric_fn(params, query) -> {name: scalar} after adaptation.
+    metric: the main metric's name ("mse", "accuracy"), a key of metric_fn's output.
+    results: for each of metric_fn's outputs, its entry in results.json ("eval" for the
+        main metric, "eval_<mode>" for variants such as the transductive accuracy).
+    illustrate(adapt, params, key) -> `Illustration` of one evaluation task, where
+        `adapt(support)` adapts the meta-learned initialisation; None: no such figure.
+    """
+
+    train_task: Callable[[jax.Array], Task]
+    eval_task: Callable[[jax.Array], Task]
+    init_params: Callable[[jax.Array], Params]
+    loss_fn: LossFn
+    metric_fn: Callable[[Params, Any], dict[str, jax.Array]]
+    metric: str
+    results: Mapping[str, str]
+    illustrate: Callable[[Callable[[Any], Params], Params, jax.Array], Illustration] | None = None
+
+
+COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")  # what `in_dtype` computes in
+
+
+def in_dtype(apply: Callable[[Any, jax.Array], jax.Array], dtype: str
+             ) -> Callable[[Any, jax.Array], jax.Array]:
+    """`apply(params, x)` computed in `dtype`, with float32 outputs: mixed precision.
+
+    The floating-point params and the input are cast to `dtype` inside the call, so the
+    caller's params (the meta-learned ones, the inner loop's adapted ones, the optimizer
+    states and every update) stay float32 and their gradients come back in float32
+    through the casts; the outputs (predictions, logits) are cast up so that losses and
+    metrics reduce in float32. The networks run in their input's dtype.
+    """
+    if dtype == "float32":
+        return apply
+    dt = jnp.dtype(dtype)
+
+    def cast(a):
+        return a.astype(dt) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    def apply_in_dtype(params, x):
+        return apply(jax.tree_util.tree_map(cast, params), cast(x)).astype(jnp.float32)
+
+    return apply_in_dtype
+
+
+# --------------------------------------------------------------------------- sine
+
+
+def sine_adaptation(tasks: SineTasks, predict: Callable[[Any, jax.Array], jax.Array],
+                    steps: tuple[int, ...] = (0, 1)):
+    """The paper's Fig. 1 as an `Illustration`: a task's true curve, its support points and
+    the prediction before and after 1 and all `eval_inner_iters` steps of adaptation."""
+
+    def illustrate(adapt, params, key: jax.Array) -> Illustration:
+        task = tasks.eval_task(key)
+        x = jnp.linspace(*tasks.x_range, 200)[:, None]
+        amp, phase = tasks.function(jax.random.split(key)[0])
+        lines = {"true": amp * jnp.sin(x[:, 0] + phase)}
+        total = jax.tree_util.tree_leaves(task.support)[0].shape[0]
+        for k in sorted(set(steps) | {total}):
+            support = jax.tree_util.tree_map(lambda a: a[:k], task.support)
+            adapted = adapt(support) if k else params
+            lines[f"after {k} steps" if k else "before adaptation"] = predict(adapted, x)[:, 0]
+        points = {"support points": {"x": task.support["x"][0, :, 0],
+                                     "y": task.support["y"][0, :, 0]}}
+        return jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(),
+                                      {"x": x[:, 0], "lines": lines, "points": points})
+
+    return illustrate
+
+
+def sine_problem(cfg) -> Problem:
+    """Sine-wave regression (paper Sec. 7) with the MLP of `cfg.hidden`, `cfg.activation`."""
+    train_points = cfg.train_shots or cfg.shots
+    tasks = SineTasks(
+        phase_range=(0.0, cfg.sine_phase_max), train_points=train_points,
+        train_on_grid=cfg.sine_on_grid, inner_batch=cfg.inner_batch or train_points,
+        inner_iters=cfg.inner_iters, query_points=cfg.queries, eval_shots=cfg.shots,
+        eval_inner_iters=cfg.eval_inner_iters)
+    if cfg.shots > tasks.grid_points:
+        raise ConfigError(f"shots {cfg.shots} exceeds the {tasks.grid_points} points of the "
+                          "sine evaluation grid")
+    model = MLP(hidden=tuple(cfg.hidden), out=1, activation=cfg.activation)
+    predict = in_dtype(model.apply, cfg.dtype)
+    loss = lambda p, b: mse(predict, p, b)
+    return Problem(tasks.train_task, tasks.eval_task,
+                   lambda key: model.init(key, jnp.zeros((1, 1))), loss,
+                   lambda p, q: {"mse": loss(p, q)}, "mse", {"mse": "eval"},
+                   illustrate=sine_adaptation(tasks, model.apply))
+
+
+def check_sine(cfg) -> None:
+    if cfg.ways is not None:
+        raise ConfigError(f"--ways {cfg.ways} does not apply to the sine dataset (regression); "
+                          "leave it out")
+    if cfg.sine_on_grid and cfg.train_shots is None:
+        raise ConfigError("sine tasks on the grid need train-shots (the grid size)")
+
+
+# --------------------------------------------------------------------------- few-shot classification
+
+
+class Splits(NamedTuple):
+    """An image dataset's training and test split, uint8 [classes, n, H, W, ch], and whether
+    each is augmented with rotations."""
+
+    train: np.ndarray
+    test: np.ndarray
+    rotate_train: bool = False
+    rotate_test: bool = False
+
+
+def omniglot_splits(cfg) -> Splits:
+    splits = load_omniglot(cfg.data_dir, split=cfg.omniglot_split)
+    return Splits(splits["train"][..., None], splits["test"][..., None],
+                  is_rotated(cfg.omniglot_split, "train"), is_rotated(cfg.omniglot_split, "test"))
+
+
+def mini_imagenet_splits(cfg) -> Splits:
+    splits = load_mini_imagenet(cfg.data_dir)
+    return Splits(splits["train"], splits["test"])
+
+
+def classification_problem(cfg, splits: Splits | None = None) -> Problem:
+    """N-way K-shot classification with the paper's network for `cfg.dataset`, on `splits`
+    (default: the dataset's, loaded as `cfg` says)."""
+    dataset = DATASETS[cfg.dataset]
+    splits = dataset.splits(cfg) if splits is None else splits
+    train, test = splits.train, splits.test
+    train_shots = cfg.train_shots or cfg.shots
+    for name, images, rotate, per_class in (
+            ("training", train, splits.rotate_train, train_shots + cfg.queries),
+            ("test", test, splits.rotate_test, cfg.shots + 1)):
+        classes = images.shape[0] * (4 if rotate else 1)
+        if cfg.ways > classes:
+            raise ConfigError(f"--ways {cfg.ways} exceeds the {classes} classes of the "
+                              f"{cfg.dataset} {name} split")
+        if per_class > images.shape[1]:
+            raise ConfigError(f"{per_class} examples per class (shots + queries) exceed the "
+                              f"{images.shape[1]} that each {cfg.dataset} {name} class has")
+    tasks = FewShotTasks(
+        jnp.asarray(train), jnp.asarray(test), ways=cfg.ways, shots=cfg.shots,
+        train_shots=train_shots, queries=cfg.queries, inner_iters=cfg.inner_iters,
+        inner_batch=cfg.inner_batch, eval_inner_iters=cfg.eval_inner_iters,
+        eval_inner_batch=cfg.eval_inner_batch, rotate_train=splits.rotate_train,
+        rotate_test=splits.rotate_test)
+    model = dataset.network(num_classes=cfg.ways, conv=cfg.conv)
+    # Tasks hold uint8 images; the network sees them scaled to [0, 1] as in the paper.
+    net = in_dtype(model.apply, cfg.dtype)
+    apply = lambda p, x: net(p, x.astype(jnp.float32) / 255.0)
+    return Problem(tasks.train_task, tasks.eval_task,
+                   lambda key: model.init(key, jnp.zeros((1,) + train.shape[2:], jnp.float32)),
+                   lambda p, b: cross_entropy(apply, p, b),
+                   lambda p, q: accuracies(apply, p, q), "accuracy",
+                   {"accuracy": "eval", "accuracy_transductive": "eval_transductive"})
+
+
+def check_classification(cfg) -> None:
+    if cfg.ways is None:
+        raise ConfigError(f"dataset {cfg.dataset!r} needs --ways")
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+class Dataset(NamedTuple):
+    """How a `--dataset` becomes a `Problem`.
+
+    build(cfg) -> Problem; check(cfg) raises a ConfigError for settings the dataset
+    refuses (before any data is read). Image datasets are built by
+    `classification_problem` from `splits(cfg)` (their data) and `network` (the paper's
+    model class).
+    """
+
+    build: Callable[[Any], Problem]
+    check: Callable[[Any], None]
+    splits: Callable[[Any], Splits] | None = None
+    network: type | None = None
+
+
+DATASETS: dict[str, Dataset] = {
+    "sine": Dataset(sine_problem, check_sine),
+    "omniglot": Dataset(classification_problem, check_classification, omniglot_splits,
+                        OmniglotCNN),
+    "mini-imagenet": Dataset(classification_problem, check_classification,
+                             mini_imagenet_splits, MiniImageNetCNN),
+}
+
+# Inner optimizers by `--inner-optimizer` name, from the inner learning rate.
+INNER_OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
+    "sgd": optax.sgd,
+    # The paper's inner Adam has beta1 = 0 (supervised-reptile, reptile.py).
+    "adam": lambda lr: optax.adam(lr, b1=0.0),
+}
+
+
+def make_problem(cfg) -> Problem:
+    """The problem that `cfg.dataset` names, built from `cfg`."""
+    return DATASETS[cfg.dataset].build(cfg)
+
+
+def make_learner(cfg, problem: Problem) -> MetaLearner:
+    """The meta-learner that `cfg` describes, for `problem`'s loss."""
+    if get_rule(cfg.algorithm).interpolates:
+        outer = reptile_outer(cfg.meta_step, cfg.meta_iters, cfg.meta_step_final)
+    else:
+        outer = optax.adam(cfg.outer_lr)
+    return meta_learner(cfg.algorithm, problem.loss_fn,
+                        INNER_OPTIMIZERS[cfg.inner_optimizer](cfg.inner_lr), outer,
+                        carry_inner_state=cfg.carry_inner_state, unroll=cfg.unroll,
+                        remat=cfg.remat)

@@ -1,0 +1,305 @@
+"""Every setting of a run, declared once (default, kind, help), and `Config`, one value of each.
+
+A declaration gives the setting's default, its kind (parsing, bounds or choices), its help
+text and whether it is a command-line flag. `fometa train`'s parser is generated from them
+(`fometa.run.cli`) and every value, from the command line or from Python, is checked here by
+`check`. A new setting is one field of `Config` plus its use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Collection, Iterator
+
+from fometa.algorithms import ALGORITHMS
+from fometa.convnets import CONV_IMPLS
+from fometa.data import OMNIGLOT_SPLITS
+from fometa.errors import ConfigError
+from fometa.models import ACTIVATIONS
+from fometa.run.problems import COMPUTE_DTYPES, DATASETS, INNER_OPTIMIZERS
+
+
+def flag(name: str) -> str:
+    """The command-line flag of setting `name`: "meta_iters" -> "--meta-iters"."""
+    return "--" + name.replace("_", "-")
+
+
+# --------------------------------------------------------------------------- kinds of values
+# Each kind parses command-line text (`parse`) and checks a value (`check`), raising a
+# one-line ConfigError that names the flag, the value and what is allowed.
+
+
+def _refuse(kind: Any, name: str, value: Any) -> None:
+    raise ConfigError(f"{flag(name)} {value!r} is not allowed (expected {kind.allowed})")
+
+
+@dataclasses.dataclass(frozen=True)
+class Whole:
+    """A whole number >= `minimum`."""
+
+    minimum: int = 1
+    metavar = "N"
+
+    @property
+    def allowed(self) -> str:
+        return f"a whole number >= {self.minimum}"
+
+    def parse(self, name: str, text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{flag(name)} {text!r} is not a whole number "
+                              f"(expected >= {self.minimum})") from None
+
+    def check(self, name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < self.minimum:
+            _refuse(self, name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Real:
+    """A finite number > `minimum` (>= with `inclusive`)."""
+
+    minimum: float = 0.0
+    inclusive: bool = False
+    metavar = "X"
+
+    @property
+    def allowed(self) -> str:
+        return f"a finite number {'>=' if self.inclusive else '>'} {self.minimum:g}"
+
+    def parse(self, name: str, text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{flag(name)} {text!r} is not a number") from None
+
+    def check(self, name: str, value: Any) -> None:
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value)
+              and (value >= self.minimum if self.inclusive else value > self.minimum))
+        if not ok:
+            _refuse(self, name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One of the names in `options` (a collection read at each use, so that a registry
+    such as `fometa.ALGORITHMS` offers what is registered when it is asked)."""
+
+    options: Collection[str]
+
+    @property
+    def allowed(self) -> str:
+        return f"one of {', '.join(self.options)}"
+
+    @property
+    def metavar(self) -> str:
+        return "{" + ",".join(self.options) + "}"
+
+    def parse(self, name: str, text: str) -> str:
+        return text
+
+    def check(self, name: str, value: Any) -> None:
+        if value not in self.options:
+            _refuse(self, name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Switch:
+    """True or False (`--name` / `--no-name` on the command line, parsed by argparse)."""
+
+    allowed = "true or false"
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, bool):
+            _refuse(self, name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Devices:
+    """A device count >= 1, or "all"."""
+
+    allowed = "a whole number >= 1 or 'all'"
+    metavar = "N|all"
+
+    def parse(self, name: str, text: str) -> str:
+        return text
+
+    def check(self, name: str, value: Any) -> None:
+        if not (value == "all" or (isinstance(value, str) and value.isdigit() and int(value) > 0)):
+            _refuse(self, name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    """Any text (a path)."""
+
+    allowed = "text"
+    metavar = "TEXT"
+
+    def parse(self, name: str, text: str) -> str:
+        return text
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, str):
+            _refuse(self, name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Widths:
+    """Layer widths: a tuple of whole numbers >= 1."""
+
+    allowed = "whole numbers >= 1"
+
+    def check(self, name: str, value: Any) -> None:
+        if not isinstance(value, tuple) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+            _refuse(self, name, value)
+
+
+Kind = Whole | Real | Choice | Switch | Devices | Text | Widths
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """A setting's declaration."""
+
+    kind: Kind
+    help: str
+    optional: bool = False   # None is allowed: "not applicable" or "derived" (the help says)
+    flag: bool = True        # a `fometa train` flag (else set by presets only)
+    resumable: bool = False  # may differ between a run and its resumption: changes no number
+    metavar: str | None = None  # the value's name in --help (default: the kind's)
+
+
+def setting(default: Any, kind: Kind, help: str, **options: Any) -> Any:
+    """A `Config` field with its declaration; a None default makes it optional."""
+    options.setdefault("optional", default is None)
+    return dataclasses.field(default=default,
+                             metadata={"setting": Setting(kind, help, **options)})
+
+
+# --------------------------------------------------------------------------- the settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting of a run. `None` means "not applicable to this dataset" or "derived"."""
+
+    dataset: str = setting("sine", Choice(DATASETS), "task family (default: sine)")
+    algorithm: str = setting("reptile", Choice(ALGORITHMS), "meta-learning algorithm")
+    preset: str | None = setting(None, Text(),
+                                 "a row of the paper's experiments (see 'fometa presets')",
+                                 metavar="NAME")
+    seed: int = setting(0, Whole(0), "PRNG seed")
+    # Tasks.
+    ways: int | None = setting(None, Whole(), "classes per task")
+    shots: int = setting(10, Whole(), "support examples per class at evaluation")
+    train_shots: int | None = setting(
+        None, Whole(), "examples per class in a training task (default: shots)")
+    queries: int = setting(10, Whole(), "query examples per class (sine: points) in a training task")
+    # Inner loop.
+    inner_iters: int = setting(5, Whole(), "inner steps per task in training")
+    inner_batch: int | None = setting(
+        10, Whole(), "minibatch size of an inner step (None: the whole support)", optional=True)
+    inner_optimizer: str = setting("sgd", Choice(INNER_OPTIMIZERS),
+                                   "inner optimizer (adam: the paper's, beta1 = 0)")
+    inner_lr: float = setting(0.02, Real(), "inner learning rate")
+    carry_inner_state: bool = setting(
+        False, Switch(), "carry the inner optimizer state across tasks (the paper's Reptile)")
+    unroll: int = setting(1, Whole(), "lax.scan unroll of the inner loop")
+    remat: bool = setting(False, Switch(),
+                          "rematerialise each inner step in the backward pass (MAML memory)")
+    dtype: str = setting("float32", Choice(COMPUTE_DTYPES),
+                         "compute dtype (bfloat16: mixed precision; parameters stay float32)")
+    devices: str = setting("1", Devices(), "devices to shard the task batch over: N or 'all'")
+    # Outer loop.
+    meta_iters: int = setting(30000, Whole(), "meta-iterations")
+    meta_batch: int = setting(1, Whole(), "tasks per meta-iteration")
+    outer_lr: float = setting(1e-3, Real(), "MAML/FOMAML meta-optimizer (Adam) step size")
+    meta_step: float = setting(0.1, Real(), "Reptile's initial meta step size")
+    meta_step_final: float = setting(0.0, Real(inclusive=True),
+                                     "Reptile's final meta step size (annealed linearly)")
+    # Evaluation.
+    eval_inner_iters: int = setting(32, Whole(), "inner steps at evaluation")
+    eval_inner_batch: int | None = setting(
+        None, Whole(), "minibatch of an evaluation inner step (default: the whole support)")
+    eval_tasks: int = setting(1000, Whole(), "evaluation tasks")
+    # Image datasets.
+    data_dir: str | None = setting(
+        None, Text(), "folder of the dataset files (image datasets; default: $FOMETA_DATA_DIR, "
+        "else tensorflow-datasets for Omniglot)", metavar="DIR")
+    omniglot_split: str = setting(
+        "paper", Choice(OMNIGLOT_SPLITS),
+        "paper: 1200/423 characters, training ones rotated; maml: 1100/100/423, all rotated")
+    conv: str = setting("auto", Choice(CONV_IMPLS),
+                        "convolution: patch (matmul, fast on CPU), xla, or auto (per platform)")
+    # Sine-wave tasks (set by the sine presets).
+    sine_phase_max: float = setting(2 * math.pi, Real(), "largest sine phase", flag=False)
+    sine_on_grid: bool = setting(True, Switch(),
+                                 "training inputs on the paper's fixed grid (else uniform)",
+                                 flag=False)
+    hidden: tuple[int, ...] = setting((64, 64), Widths(), "hidden layer widths of the sine MLP",
+                                      flag=False)
+    activation: str = setting("tanh", Choice(ACTIVATIONS), "activation of the sine MLP",
+                              flag=False)
+    # Logging, checkpoints and periodic evaluation (chunk ends: multiples of log_every).
+    log_every: int = setting(1000, Whole(), "meta-iterations per logged chunk")
+    checkpoint_every: int | None = setting(
+        None, Whole(), "meta-iterations between checkpoints, at chunk ends (default: 10 chunks)",
+        resumable=True)
+    eval_every: int | None = setting(
+        None, Whole(), "meta-iterations between evaluations on min(eval-tasks, 1000) tasks, "
+        "at chunk ends (default: only the final evaluation)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        unknown = sorted(set(d) - set(DECLARED))
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}")
+        d = dict(d)
+        if d.get("hidden") is not None:
+            d["hidden"] = tuple(d["hidden"])
+        return cls(**d)
+
+
+DECLARED: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclasses.fields(Config)}
+
+
+def flags() -> Iterator[tuple[str, Setting]]:
+    """The settings that are `fometa train` flags, in declaration order."""
+    return ((name, s) for name, s in DECLARED.items() if s.flag)
+
+
+def check_value(name: str, value: Any) -> None:
+    """Raises a one-line ConfigError unless `value` is allowed for setting `name`."""
+    if value is None and DECLARED[name].optional:
+        return
+    DECLARED[name].kind.check(name, value)
+
+
+def parse(name: str, text: str) -> Any:
+    """Setting `name`'s value from command-line text, checked."""
+    value = DECLARED[name].kind.parse(name, text)
+    check_value(name, value)
+    return value
+
+
+def check(cfg: Config) -> Config:
+    """`cfg` if every value is allowed and its dataset accepts the combination; else a
+    one-line ConfigError naming the first value at fault."""
+    for name in DECLARED:
+        check_value(name, getattr(cfg, name))
+    DATASETS[cfg.dataset].check(cfg)
+    return cfg
+
+
+def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings (by name) in which two configs' dicts differ, resumable ones left out."""
+    return [k for k in now if not (k in DECLARED and DECLARED[k].resumable)
+            and saved.get(k) != now[k]]

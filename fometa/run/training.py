@@ -1,0 +1,226 @@
+"""Training orchestration: settings to a finished run directory, and back (load, re-evaluate).
+
+`train` meta-trains, evaluates and writes a run directory (resuming it where it holds
+checkpoints of the same run); `load_run` and `evaluate_run` read a finished one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import flax
+import jax
+import numpy as np
+import optax
+
+import fometa
+from fometa.learner import MetaLearner, MetaState
+from fometa.run.checkpoint import Checkpoints
+from fometa.run.evaluation import evaluate_tasks, metric_by_steps, summarize
+from fometa.run.interrupt import StopRequest, TrainingInterrupted
+from fometa.run.loop import chunk_runner
+from fometa.run.plots import plot_run
+from fometa.run.problems import Problem, make_learner, make_problem
+from fometa.run.report import Reporter, tensorboard_writer
+from fometa.run.rundir import RunDir
+from fometa.run.settings import Config, check
+from fometa.sharding import (Mesh, check_divisible, device_names, replicate, select_devices,
+                             task_mesh)
+
+PERIODIC_EVAL_TASKS = 1000  # periodic evaluations use min(eval_tasks, this) tasks
+CURVE_TASKS = 200           # the inner-steps curve uses min(eval_tasks, this) tasks
+
+
+class Setup(NamedTuple):
+    """What a run builds from its settings: problem, learner and PRNG keys."""
+
+    problem: Problem
+    learner: MetaLearner
+    init_key: jax.Array
+    train_key: jax.Array
+    eval_key: jax.Array
+
+
+def setup(cfg: Config) -> Setup:
+    """The problem, learner and keys of a run (shared by `train` and `evaluate_run`)."""
+    problem = make_problem(cfg)
+    learner = make_learner(cfg, problem)
+    init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
+    return Setup(problem, learner, init_key, train_key, eval_key)
+
+
+def versions() -> dict[str, str]:
+    return {"fometa": fometa.__version__, "jax": jax.__version__, "flax": flax.__version__,
+            "optax": optax.__version__}
+
+
+def devices(mesh: Mesh | None = None) -> list[str]:
+    """The devices a run uses (default: all of `jax.devices()`)."""
+    return device_names(mesh if mesh is not None else task_mesh(jax.devices()))
+
+
+def checkpoint_interval(cfg: Config) -> int:
+    """Meta-iterations between checkpoints (default: every 10 logged chunks)."""
+    return cfg.checkpoint_every or 10 * cfg.log_every
+
+
+def _crossed(done: int, n: int, every: int | None) -> bool:
+    """Whether the chunk (done - n, done] reached a multiple of `every`."""
+    return bool(every) and done // every > (done - n) // every
+
+
+def evaluation(cfg: Config, run: Setup, state: MetaState, num_tasks: int,
+               mesh: Mesh | None = None) -> dict[str, Any]:
+    """results.json's evaluation entries for `state` on `num_tasks` tasks."""
+    values = evaluate_tasks(run.learner, state, run.problem, run.eval_key, num_tasks, mesh=mesh)
+    return summarize(run.problem, values, inner_iters=cfg.eval_inner_iters)
+
+
+class Trained(NamedTuple):
+    """The state after meta-training, and the seconds spent training and compiling."""
+
+    state: MetaState
+    train_seconds: float
+    compile_seconds: float
+
+
+def meta_train(cfg: Config, run: Setup, state: MetaState, train_key: jax.Array, done: int,
+               seconds_before: float, mesh: Mesh, checkpoints: Checkpoints,
+               reporter: Reporter, stop: StopRequest) -> Trained:
+    """Runs meta-iterations `done` to `cfg.meta_iters` in compiled chunks of `log_every`,
+    reporting each chunk, evaluating every `eval_every`, checkpointing every
+    `checkpoint_interval(cfg)` and at the end; after a Ctrl-C (`stop`), checkpoints and
+    raises TrainingInterrupted at the chunk's end."""
+    run_chunk = chunk_runner(run.learner, run.problem, cfg.meta_batch, train_key, mesh)
+    compiled: dict[int, Any] = {}
+    compile_seconds = 0.0
+    every = checkpoint_interval(cfg)
+    start = time.perf_counter()
+    while done < cfg.meta_iters:
+        n = min(cfg.log_every, cfg.meta_iters - done)
+        iterations = replicate(np.arange(done, done + n, dtype=np.int32), mesh)
+        if n not in compiled:
+            t0 = time.perf_counter()
+            compiled[n] = run_chunk.lower(state, iterations).compile()
+            compile_seconds += time.perf_counter() - t0
+        state, metrics = compiled[n](state, iterations)
+        done += n
+        reporter.chunk(done, n, {k: float(v) for k, v in metrics.items()},
+                       seconds_before + time.perf_counter() - start)
+        if done < cfg.meta_iters and _crossed(done, n, cfg.eval_every):
+            reporter.evaluation(done, evaluation(cfg, run, state,
+                                                 min(cfg.eval_tasks, PERIODIC_EVAL_TASKS), mesh))
+        if done == cfg.meta_iters or _crossed(done, n, every) or stop.requested:
+            checkpoints.save(done, state, train_key)
+        if stop.requested:
+            raise TrainingInterrupted(done)
+    return Trained(state, time.perf_counter() - start, compile_seconds)
+
+
+def record_figures(rundir: RunDir, cfg: Config, run: Setup, state: MetaState) -> None:
+    """Writes the figures' data of a finished run (inner_steps.json and, where the problem
+    illustrates adaptation, adaptation.json); `fometa.run.plots` draws them."""
+    rundir.write_inner_steps(metric_by_steps(run.learner, state, run.problem, run.eval_key,
+                                             min(cfg.eval_tasks, CURVE_TASKS),
+                                             cfg.eval_inner_iters))
+    if run.problem.illustrate is not None:
+        adapt = lambda support: run.learner.adapt(state, support)
+        rundir.write_adaptation(run.problem.illustrate(adapt, state.params, run.eval_key))
+
+
+def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
+          tensorboard: bool = False) -> dict[str, Any]:
+    """Meta-trains, evaluates and writes the run directory; returns `results.json`'s content.
+
+    Checkpoints go to `RUN_DIR/checkpoints/` every `checkpoint_interval(cfg)` meta-iterations
+    (at the first chunk end at or past each multiple), at the end and on Ctrl-C. If the run
+    directory already holds checkpoints of a run with the same settings, training resumes
+    from the newest one and ends exactly as an uninterrupted run would; `results.json`
+    records `resumed_from` (0 for a fresh run). A directory with other settings is refused
+    with a RunDirError. A run that is already complete is not trained again: its
+    `results.json` is returned with `"already_complete": True` added.
+
+    Ctrl-C (SIGINT) stops at the next chunk end after writing a checkpoint and raises
+    `TrainingInterrupted`; no results.json is written.
+
+    The task batches are split over the devices `cfg.devices` names (see `fometa.sharding`).
+    Under `jax.distributed` every process runs this function and takes part in every
+    computation, but only process 0 writes the run directory's files and shows progress.
+    """
+    mesh = task_mesh(select_devices(cfg.devices))
+    check_divisible(cfg.meta_batch, mesh)
+    rundir = RunDir(run_dir, writer=jax.process_index() == 0)
+    rundir.check_config(cfg)
+    run = setup(cfg)
+    state = replicate(run.learner.init(run.problem.init_params(run.init_key)), mesh)
+    with rundir.checkpoints() as checkpoints:
+        latest = checkpoints.latest_step()
+        finished = rundir.read_results()
+        if latest == cfg.meta_iters and finished is not None:
+            return {**finished, "already_complete": True}
+        train_key, resumed_from = run.train_key, 0
+        if latest is not None:
+            state, train_key, resumed_from = checkpoints.restore(state, train_key)
+        writer = tensorboard_writer(rundir) if tensorboard and rundir.writer else None
+        rundir.write_config(cfg, versions(), devices(mesh))
+        rundir.clear_results()
+        seconds_before = rundir.trim_metrics(resumed_from, cfg.meta_iters)
+
+        start = time.perf_counter()
+        with Reporter(rundir, title=f"{cfg.algorithm} {cfg.dataset}", total=cfg.meta_iters,
+                      done=resumed_from, metric=run.problem.metric,
+                      progress=progress and rundir.writer, writer=writer) as reporter:
+            with StopRequest() as stop:
+                trained = meta_train(cfg, run, state, train_key, resumed_from, seconds_before,
+                                     mesh, checkpoints, reporter, stop)
+            evals = evaluation(cfg, run, trained.state, cfg.eval_tasks, mesh)
+            reporter.evaluation(cfg.meta_iters, evals)
+
+    state = jax.device_get(trained.state)  # replicated, so every process holds all of it
+    results = {
+        "config": cfg.to_dict(),
+        **evals,
+        "meta_iterations": cfg.meta_iters,
+        "resumed_from": resumed_from,
+        "wall_seconds": time.perf_counter() - start,
+        "train_seconds": trained.train_seconds,
+        "compile_seconds": trained.compile_seconds,
+        "devices": devices(mesh),
+    }
+    rundir.write_results(results)
+    if rundir.writer:
+        record_figures(rundir, cfg, run, state)
+        plot_run(rundir)
+    return results
+
+
+def _restore(run_dir: str | Path, **overrides: Any) -> tuple[RunDir, Config, MetaState, Setup]:
+    """A finished run's directory, config (with `overrides` applied), the state of its newest
+    checkpoint, and the problem, learner and keys built once from that config."""
+    rundir = RunDir(run_dir, writer=jax.process_index() == 0)
+    cfg = check(dataclasses.replace(rundir.read_config(), **overrides))
+    run = setup(cfg)
+    template = run.learner.init(run.problem.init_params(run.init_key))
+    with rundir.checkpoints(create=False) as checkpoints:
+        state, _, _ = checkpoints.restore(template, run.train_key)
+    return rundir, cfg, state, run
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, MetaState]:
+    """The config and the state of a run's newest checkpoint."""
+    _, cfg, state, _ = _restore(run_dir)
+    return cfg, state
+
+
+def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None,
+                 eval_inner_iters: int | None = None) -> dict[str, Any]:
+    """Re-evaluates a finished run, writes `RUN_DIR/eval.json` and returns its content."""
+    overrides = {k: v for k, v in (("eval_tasks", eval_tasks),
+                                   ("eval_inner_iters", eval_inner_iters)) if v}
+    rundir, cfg, state, run = _restore(run_dir, **overrides)
+    out = {**evaluation(cfg, run, state, cfg.eval_tasks), "meta_iterations": int(state.step)}
+    rundir.write_eval(out)
+    return out

@@ -1,0 +1,166 @@
+"""The run wing's structure: algorithms as plug-ins, settings declared once, no global side
+effects, and imports and file names where they belong."""
+
+import ast
+import json
+import logging
+import re
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import pytest
+
+import fometa
+from fometa.algorithms import ALGORITHMS, Rule
+from fometa.errors import ConfigError
+from fometa.run import load_run, resolve, train
+from fometa.run.cli import main
+from fometa.run.settings import DECLARED, Switch, flag
+
+PACKAGE = Path(fometa.__file__).parent
+SMALL = ["--meta-iters", "60", "--log-every", "30", "--eval-tasks", "10", "--no-progress"]
+
+
+def scaled_reptile(loss_fn, run_inner, params, query):
+    """A plug-in from outside the package: twice Reptile's direction, 2 (phi - W)."""
+    adapted, state, losses = run_inner(params)
+    grad = jax.tree_util.tree_map(lambda p, w: 2.0 * (p - w), params, adapted)
+    return grad, state, losses, None if query is None else loss_fn(adapted, query)
+
+
+TOY = Rule(scaled_reptile, needs_query=False, interpolates=True)
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    monkeypatch.setitem(ALGORITHMS, "scaled-reptile", TOY)  # removed again after the test
+    return "scaled-reptile"
+
+
+def flat(tree):
+    return np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
+
+
+def test_registered_algorithm_trains_through_meta_learner(toy):
+    """Interpolating by eps/2 along 2 (phi - W) is Reptile's step eps (phi - W): halving
+    and doubling are exact in floating point, so the two learners agree to the last bit."""
+    model = fometa.MLP(hidden=(16,))
+    loss_fn = lambda p, b: jnp.mean((model.apply(p, b["x"]) - b["y"]) ** 2)
+    tasks = jax.vmap(fometa.SineTasks().train_task)(jax.random.split(jax.random.PRNGKey(1), 3))
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1)))
+    out = {}
+    for name, eps in ((toy, 0.05), ("reptile", 0.1)):
+        learner = fometa.meta_learner(name, loss_fn, 0.02, fometa.reptile_outer(eps))
+        state = learner.init(params)
+        for _ in range(3):
+            state, metrics = jax.jit(learner.step)(state, tasks)
+        out[name] = flat(state.params)
+    np.testing.assert_array_equal(out[toy], out["reptile"])
+    assert not np.array_equal(out["reptile"], flat(params))
+    # The rule itself, unregistered, is accepted too; a name nobody registered is not.
+    fometa.meta_learner(TOY, loss_fn, 0.02)
+    with pytest.raises(ValueError, match="unknown algorithm 'nope'.*scaled-reptile"):
+        fometa.meta_learner("nope", loss_fn, 0.02)
+
+
+def train_help(capsys) -> str:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_registered_algorithm_trains_through_fometa_train(toy, tmp_path, capsys):
+    assert "{reptile,fomaml,maml,scaled-reptile}" in train_help(capsys)
+    runs = {}
+    for name, eps in ((toy, "0.05"), ("reptile", "0.1")):
+        runs[name] = tmp_path / name
+        assert main(["train", "--algorithm", name, "--meta-step", eps, *SMALL,
+                     "--run-dir", str(runs[name])]) == 0
+    saved = json.loads((runs[toy] / "config.json").read_text())["config"]
+    assert saved["algorithm"] == toy
+    a, b = (flat(load_run(runs[n])[1].params) for n in (toy, "reptile"))
+    np.testing.assert_array_equal(a, b)
+    strip = lambda run: [{k: v for k, v in json.loads(l).items() if k != "seconds"}
+                         for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert strip(runs[toy]) == strip(runs["reptile"])
+
+
+def test_unregistered_algorithm_is_refused_in_one_line(cli_error):
+    err = cli_error(["train", "--algorithm", "scaled-reptile"])
+    assert "'scaled-reptile'" in err and "reptile, fomaml, maml" in err
+
+
+def test_train_flags_are_the_declared_settings(capsys):
+    help_text = train_help(capsys)
+    usage = help_text[:help_text.index("options:")]
+    options = set(re.findall(r"--[a-z][a-z-]*", usage))
+    declared = {flag(n) for n, s in DECLARED.items() if s.flag}
+    switches = {"--no-" + flag(n)[2:] for n, s in DECLARED.items()
+                if s.flag and isinstance(s.kind, Switch)}
+    run_only = {"--tensorboard", "--run-dir", "--no-progress"}
+    assert options == declared | switches | run_only
+    for name, s in DECLARED.items():
+        if s.flag:
+            assert " ".join(s.help.split()) in help_text, name
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"meta_iters": 0}, ["--meta-iters 0", ">= 1"]),
+    ({"inner_lr": float("nan")}, ["--inner-lr nan", "finite"]),
+    ({"inner_iters": 2.5}, ["--inner-iters 2.5", "whole number"]),
+    ({"conv": "fft"}, ["--conv 'fft'", "auto, xla, patch"]),
+    ({"hidden": (64, 0)}, ["--hidden (64, 0)", "whole numbers >= 1"]),
+    ({"remat": "yes"}, ["--remat 'yes'", "true or false"]),
+])
+def test_python_callers_get_the_same_checks(overrides, words):
+    with pytest.raises(ConfigError) as e:
+        resolve("sine", **overrides)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_training_leaves_pyplot_backend_and_logging_levels_alone(tmp_path):
+    previous = matplotlib.get_backend()
+    matplotlib.use("svg")
+    levels = {name: logging.getLogger(name).level for name in ("absl", "asyncio")}
+    try:
+        train(resolve("sine", meta_iters=20, log_every=10, eval_tasks=5), tmp_path / "run",
+              progress=False)
+        assert matplotlib.get_backend() == "svg"
+        assert {name: logging.getLogger(name).level for name in levels} == levels
+        assert (tmp_path / "run" / "adaptation.png").read_bytes()[:4] == b"\x89PNG"
+    finally:
+        matplotlib.use(previous)
+
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_the_core_never_imports_the_run_wing():
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith("run/") or rel == "__main__.py":
+            continue
+        assert not {m for m in _imports(path) if m.startswith("fometa.run")}, rel
+
+
+def test_run_directory_file_names_live_in_the_run_directory_module():
+    names = {"config.json", "metrics.jsonl", "results.json", "eval.json", "inner_steps.json",
+             "inner_steps.png", "adaptation.json", "adaptation.png", "learning_curve.png",
+             "checkpoints", "tensorboard"}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "rundir.py":
+            continue
+        found = {n.value for n in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(n, ast.Constant) and isinstance(n.value, str)} & names
+        assert not found, (path, found)
