@@ -4,6 +4,8 @@ Nichol, Achiam and Schulman (2018), "On First-Order Meta-Learning Algorithms":
 MAML differentiates the query loss through the whole inner loop; FOMAML takes the query
 gradient at the adapted parameters, treating them as constants (Sec. 2); Reptile's update
 direction is `phi - W` for the adapted parameters W (Algorithm 1: phi <- phi + eps (W - phi)).
+"foml" is the paper's code's first-order MAML (its `--foml`, used in Sec. 6): the last inner
+step's parameter change, with Reptile's interpolation as the outer step.
 """
 
 from __future__ import annotations
@@ -15,28 +17,33 @@ import optax
 
 from fometa.inner import Batch, InnerOpt, LossFn, Params, as_optimizer, inner_loop
 
-# run_inner(params) -> (adapted params, final inner optimizer state, loss before each step [steps])
-InnerRun = Callable[[Params], tuple[Params, optax.OptState, jax.Array]]
+# run_inner(params, support=None, state=None) -> (adapted params, final inner optimizer
+# state, loss before each step [steps]): the inner loop from `params` on `support` (default:
+# the task's) from optimizer state `state` (default: the task's starting state).
+InnerRun = Callable[..., tuple[Params, optax.OptState, jax.Array]]
 
 
 class Rule(NamedTuple):
     """A meta-gradient rule: how one task's meta-gradient follows from its inner loop.
 
-    grad(loss_fn, run_inner, params, query) -> (grad, final_inner_state, losses, query_loss):
-        `run_inner(p)` runs the task's inner loop from `p` (differentiable, see `InnerRun`);
-        `losses` [steps] are its support losses; `query_loss` is None where there is none.
+    grad(loss_fn, run_inner, params, support, query) -> (grad, final_inner_state, losses,
+        query_loss): `run_inner` runs the task's inner loop (differentiable, see
+        `InnerRun`); `losses` [steps] are its support losses; `query_loss` is None where
+        there is none.
     needs_query: `grad` reads the query batch (None is refused).
-    interpolates: the meta-gradient is a parameter difference phi - W, applied by Reptile's
-        interpolation (`fometa.reptile_outer`) rather than by a gradient optimizer (Adam).
+    interpolates: the meta-gradient is a parameter difference, applied by Reptile's
+        interpolation `phi <- phi - eps * grad` (`fometa.reptile_outer`) rather than by a
+        gradient optimizer (Adam).
     """
 
-    grad: Callable[[LossFn, InnerRun, Params, Optional[Batch]],
+    grad: Callable[[LossFn, InnerRun, Params, Batch, Optional[Batch]],
                    tuple[Params, optax.OptState, jax.Array, Optional[jax.Array]]]
     needs_query: bool = True
     interpolates: bool = False
 
 
-def _maml(loss_fn: LossFn, run_inner: InnerRun, params: Params, query: Batch):
+def _maml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
+          query: Batch):
     def query_loss(p):
         adapted, state, losses = run_inner(p)
         return loss_fn(adapted, query), (state, losses)
@@ -45,17 +52,33 @@ def _maml(loss_fn: LossFn, run_inner: InnerRun, params: Params, query: Batch):
     return grad, state, losses, qloss
 
 
-def _fomaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, query: Batch):
+def _fomaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
+            query: Batch):
     adapted, state, losses = run_inner(params)
     qloss, grad = jax.value_and_grad(loss_fn)(jax.lax.stop_gradient(adapted), query)
     return grad, state, losses, qloss
 
 
-def _reptile(loss_fn: LossFn, run_inner: InnerRun, params: Params, query: Batch | None):
+def _reptile(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
+             query: Batch | None):
     adapted, state, losses = run_inner(params)
     grad = jax.tree_util.tree_map(lambda p, w: p - w, params, adapted)
     qloss = None if query is None else loss_fn(adapted, query)
     return grad, state, losses, qloss
+
+
+def _foml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
+          query: Batch | None):
+    """The paper's code's first-order MAML (supervised-reptile, reptile.py, `FOML`): the
+    update is the last inner step's parameter change (after the inner optimizer's scaling),
+    applied by Reptile's interpolation: grad = W_{k-1} - W_k."""
+    head, tail = (jax.tree_util.tree_map(lambda a: a[:-1], support),
+                  jax.tree_util.tree_map(lambda a: a[-1:], support))
+    before, state, head_losses = run_inner(params, head)
+    adapted, state, tail_loss = run_inner(before, tail, state)
+    grad = jax.tree_util.tree_map(lambda b, w: b - w, before, adapted)
+    qloss = None if query is None else loss_fn(adapted, query)
+    return grad, state, jax.numpy.concatenate([head_losses, tail_loss]), qloss
 
 
 # The registry of meta-gradient rules by name; `register_algorithm` adds to it, and the
@@ -64,6 +87,7 @@ ALGORITHMS: dict[str, Rule] = {
     "reptile": Rule(_reptile, needs_query=False, interpolates=True),
     "fomaml": Rule(_fomaml),
     "maml": Rule(_maml),
+    "foml": Rule(_foml, needs_query=False, interpolates=True),
 }
 Algorithm = Union[str, Rule]  # a registered name, or a rule itself
 
@@ -102,10 +126,11 @@ def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support
     if rule.needs_query and query is None:
         raise ValueError(f"{algorithm!r} needs a query batch")
 
-    def run_inner(p):
-        return inner_loop(loss_fn, p, support, opt, opt_state, unroll, remat)
+    def run_inner(p, batches=None, state=None):
+        return inner_loop(loss_fn, p, support if batches is None else batches, opt,
+                          opt_state if state is None else state, unroll, remat)
 
-    grad, state, losses, qloss = rule.grad(loss_fn, run_inner, params, query)
+    grad, state, losses, qloss = rule.grad(loss_fn, run_inner, params, support, query)
     # No support_loss with zero inner steps (there is no support batch to evaluate).
     metrics = {"support_loss": losses[0]} if losses.shape[0] else {}
     if qloss is not None:

@@ -28,13 +28,16 @@ class MetaLearner(NamedTuple):
     init(params) -> MetaState
     step(state, tasks) -> (state, metrics): one meta-iteration on a task batch (a `Task`
         whose leaves have a leading axis of tasks); metrics are means over the tasks.
-    adapt(state, support) -> adapted params for one task, starting from the state's
-        params and inner optimizer state (the support's leading axis sets the steps).
+    adapt(state, support, steps=None, each=None) -> adapted params for one task, starting
+        from the state's params and inner optimizer state (the support's leading axis sets
+        the steps); with `steps` (increasing step counts, the last at most the support's),
+        `each(params)` (default: the params) after each of those numbers of steps, in one
+        pass, stacked on a leading axis.
     """
 
     init: Callable[[Params], MetaState]
     step: Callable[[MetaState, Task], tuple[MetaState, dict[str, jax.Array]]]
-    adapt: Callable[[MetaState, Any], Params]
+    adapt: Callable[..., Params]
 
 
 def reptile_outer(meta_step: float, meta_iters: int | None = None,
@@ -64,8 +67,8 @@ def _mean_over_tasks(tree):
 
 def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                  outer_opt: optax.GradientTransformation | None = None, *,
-                 carry_inner_state: bool = False, unroll: int | bool = 1,
-                 remat: bool = False) -> MetaLearner:
+                 carry_inner_state: bool = False, sequential_tasks: bool = False,
+                 unroll: int | bool = 1, remat: bool = False) -> MetaLearner:
     """Builds a meta-learner.
 
     Args:
@@ -78,6 +81,11 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
       carry_inner_state: keep the inner optimizer's state across meta-iterations (the
         mean of the tasks' final states), as the paper's Reptile code does with Adam;
         otherwise every task starts from `inner_opt.init(params)`.
+      sequential_tasks: run a task batch's tasks one after another (`lax.scan`) rather
+        than in parallel (`vmap`): each starts from the params, and from the inner
+        optimizer state that the previous task left, and with `carry_inner_state` the
+        last task's final state carries on. This is what the paper's code computes (its
+        Adam's state runs on through the meta-batch); parallel tasks carry the mean.
       unroll: `jax.lax.scan` unrolling of the inner loop.
       remat: rematerialise the inner steps (`fometa.inner.inner_loop`): MAML's
         second-order gradient then keeps only each step's params, optimizer state and
@@ -99,27 +107,52 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
     def step(state: MetaState, tasks: Task):
         inner0 = start_state(state)
 
-        def one_task(support, query):
+        def one_task(support, query, inner):
             return meta_gradient(algorithm, loss_fn, state.params, support, query, opt,
-                                 inner0, unroll, remat)
+                                 inner, unroll, remat)
 
-        grads, finals, metrics = jax.vmap(one_task)(tasks.support, tasks.query)
+        if sequential_tasks:
+            def next_task(inner, task):
+                grad, final, metrics = one_task(task.support, task.query, inner)
+                return final, (grad, metrics)
+
+            final, (grads, metrics) = jax.lax.scan(next_task, inner0, tasks)
+        else:
+            grads, finals, metrics = jax.vmap(one_task, in_axes=(0, 0, None))(
+                tasks.support, tasks.query, inner0)
+            final = _mean_over_tasks(finals)
         updates, outer_state = outer_opt.update(_mean_over_tasks(grads), state.outer_state,
                                                 state.params)
         params = optax.apply_updates(state.params, updates)
-        inner_state = _mean_over_tasks(finals) if carry_inner_state else state.inner_state
+        inner_state = final if carry_inner_state else state.inner_state
         metrics = jax.tree_util.tree_map(jnp.mean, metrics)
         return MetaState(params, outer_state, inner_state, state.step + 1), metrics
 
-    def adapt(state: MetaState, support) -> Params:
-        adapted, _, _ = inner_loop(loss_fn, state.params, support, opt, start_state(state),
-                                   unroll)
-        return adapted
+    def adapt(state: MetaState, support, steps: tuple[int, ...] | None = None,
+              each: Callable[[Params], Any] | None = None) -> Any:
+        if steps is None:
+            adapted, _, _ = inner_loop(loss_fn, state.params, support, opt, start_state(state),
+                                       unroll)
+            return adapted
+        params, inner, done, path = state.params, start_state(state), 0, []
+        for k in steps:  # one inner loop per stretch between recorded step counts
+            stretch = jax.tree_util.tree_map(lambda a: a[done:k], support)
+            params, inner, _ = inner_loop(loss_fn, params, stretch, opt, inner, unroll)
+            path.append(params if each is None else each(params))
+            done = k
+        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *path)
 
     return MetaLearner(init, step, adapt)
 
 
 def evaluate(learner: MetaLearner, state: MetaState, tasks: Task,
-             metric_fn: Callable[[Params, Any], jax.Array]) -> jax.Array:
-    """Adapts to each task of a batch and returns `metric_fn(adapted, query)`, shape [tasks]."""
-    return jax.vmap(lambda t: metric_fn(learner.adapt(state, t.support), t.query))(tasks)
+             metric_fn: Callable[[Params, Any], jax.Array],
+             steps: tuple[int, ...] | None = None) -> jax.Array:
+    """Adapts to each task of a batch and returns `metric_fn(adapted, query)`, shape [tasks];
+    with `steps`, the metric after each of those numbers of inner steps, [tasks, len(steps)],
+    from one adaptation per task."""
+    if steps is None:
+        return jax.vmap(lambda t: metric_fn(learner.adapt(state, t.support), t.query))(tasks)
+
+    return jax.vmap(lambda t: learner.adapt(state, t.support, steps,
+                                            lambda p: metric_fn(p, t.query)))(tasks)

@@ -441,6 +441,39 @@ def test_carry_inner_state(algorithm, carry):
         assert_close_tree(learner.adapt(state, s0), ref_adapted, 1e-10)
 
 
+@pytest.mark.parametrize("algorithm", ALGOS)
+def test_sequential_tasks_chain_the_inner_state(algorithm):
+    """sequential_tasks: the paper's code runs a meta-batch's tasks one after another through
+    one Adam state (reptile.py: the optimizer's slots are not part of the exported model
+    state); each task still starts from phi, and the last task's final state carries on."""
+    b1, outer_lr, k, tasks = 0.9, 0.5, 3, 3
+    tmap = jax.tree_util.tree_map
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(7)
+        params, support, query = tanh_problem(rng, k=k, tasks=tasks)
+        params, support, query = as_jnp(params), as_jnp(support), as_jnp(query)
+        learner = fometa.meta_learner(algorithm, tanh_loss, make_adam(b1), optax.sgd(outer_lr),
+                                      carry_inner_state=True, sequential_tasks=True)
+        state = learner.init(params)
+        step = jax.jit(learner.step)
+        zeros = tmap(jnp.zeros_like, params)
+        ref_params, ref_state = params, (jnp.asarray(0, jnp.int32), zeros, zeros)
+        ref = jitted_ref_task(algorithm)
+        for it in range(2):
+            grads = []
+            for t in range(tasks):
+                grad, ref_state, _ = ref(ref_params, tmap(lambda x: x[t], support),
+                                         tmap(lambda x: x[t], query), ref_state, jnp.asarray(b1))
+                grads.append(grad)
+            ref_params = tmap(lambda p, *g: p - outer_lr * np.mean(g, axis=0), ref_params, *grads)
+            state, _ = step(state, fometa.Task(support, query))
+            assert_close_tree(state.params, ref_params, 1e-9)
+            count, mu, nu = get_adam(state.inner_state)
+            assert int(count) == k * tasks * (it + 1)  # 9 steps a meta-iteration, not 3
+            assert_close_tree(mu, ref_state[1], 1e-9)
+            assert_close_tree(nu, ref_state[2], 1e-9)
+
+
 def proximal(lam):
     """A transformation whose state depends on the params it is initialised with: it adds
     lam * (p - anchor), anchor = the params given to init (a proximal pull, as in iMAML)."""

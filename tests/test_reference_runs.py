@@ -21,6 +21,11 @@ from fometa.run.cli import main
 
 RECORDED = json.loads((Path(__file__).parent / "reference_runs_43610c2.json").read_text())
 RTOL = 1e-5
+# Since then the final evaluation adapts once and records the metric at several step
+# counts (inner_steps.json and results.json from the same adaptations): the same float64
+# numbers (test_evaluation_path_is_the_plain_one_in_float64), but float32 rounding in 32
+# inner sine steps moves a task's mse by up to 3% and the mean of 40 tasks by 0.4%.
+EVAL_RTOL = 1e-2
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +44,20 @@ def summaries(tmp_path_factory):
     return out
 
 
-def assert_close(now, then, where=""):
-    """Equal structure, equal strings, integers and booleans; floats within RTOL."""
+def assert_close(now, then, where="", rtol=RTOL):
+    """Equal structure, equal strings, integers and booleans; floats within `rtol`
+    (EVAL_RTOL for the mean and ci95 of an evaluation)."""
     if isinstance(then, dict):
         assert sorted(now) == sorted(then), where
+        evaluation = then.get("metric") is not None
         for k in then:
-            assert_close(now[k], then[k], f"{where}/{k}")
+            assert_close(now[k], then[k], f"{where}/{k}", EVAL_RTOL if evaluation else rtol)
     elif isinstance(then, list):
         assert len(now) == len(then), where
         for i, (a, b) in enumerate(zip(now, then)):
-            assert_close(a, b, f"{where}/{i}")
+            assert_close(a, b, f"{where}/{i}", rtol)
     elif isinstance(then, float):
-        np.testing.assert_allclose(now, then, rtol=RTOL, atol=RTOL * 1e-3, err_msg=where)
+        np.testing.assert_allclose(now, then, rtol=rtol, atol=rtol * 1e-3, err_msg=where)
     else:
         assert now == then and type(now) is type(then), where
 

@@ -24,7 +24,7 @@ PACKAGE = Path(fometa.__file__).parent
 SMALL = ["--meta-iters", "60", "--log-every", "30", "--eval-tasks", "10", "--no-progress"]
 
 
-def scaled_reptile(loss_fn, run_inner, params, query):
+def scaled_reptile(loss_fn, run_inner, params, support, query):
     """A plug-in from outside the package: twice Reptile's direction, 2 (phi - W)."""
     adapted, state, losses = run_inner(params)
     grad = jax.tree_util.tree_map(lambda p, w: 2.0 * (p - w), params, adapted)
@@ -73,7 +73,7 @@ def train_help(capsys) -> str:
 
 
 def test_registered_algorithm_trains_through_fometa_train(toy, tmp_path, capsys):
-    assert "{reptile,fomaml,maml,scaled-reptile}" in train_help(capsys)
+    assert "{reptile,fomaml,maml,foml,scaled-reptile}" in train_help(capsys)
     runs = {}
     for name, eps in ((toy, "0.05"), ("reptile", "0.1")):
         runs[name] = tmp_path / name
@@ -90,7 +90,7 @@ def test_registered_algorithm_trains_through_fometa_train(toy, tmp_path, capsys)
 
 def test_unregistered_algorithm_is_refused_in_one_line(cli_error):
     err = cli_error(["train", "--algorithm", "scaled-reptile"])
-    assert "'scaled-reptile'" in err and "reptile, fomaml, maml" in err
+    assert "'scaled-reptile'" in err and "reptile, fomaml, maml, foml" in err
 
 
 def test_train_flags_are_the_declared_settings(capsys):
@@ -100,7 +100,7 @@ def test_train_flags_are_the_declared_settings(capsys):
     declared = {flag(n) for n, s in DECLARED.items() if s.flag}
     switches = {"--no-" + flag(n)[2:] for n, s in DECLARED.items()
                 if s.flag and isinstance(s.kind, Switch)}
-    run_only = {"--tensorboard", "--run-dir", "--no-progress"}
+    run_only = {"--tensorboard", "--run-dir", "--no-progress", "--no-plots"}
     assert options == declared | switches | run_only
     for name, s in DECLARED.items():
         if s.flag:

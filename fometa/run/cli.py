@@ -13,9 +13,9 @@ from typing import Any
 
 from fometa.errors import UserError
 from fometa.run.plots import OVERLAY, plot_runs
-from fometa.run.presets import PRESETS, resolve
+from fometa.run.presets import PRESETS, paper_result, resolve
 from fometa.run.rundir import RESULTS, TENSORBOARD
-from fometa.run.settings import DECLARED, Switch, flag, flags, parse
+from fometa.run.settings import DECLARED, Switch, evaluation_settings, flag, flags, parse
 from fometa.run.training import evaluate_run, train
 
 
@@ -48,10 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help="output folder (default: runs/<dataset>-<algorithm>-<time>); "
                    "rerunning a command with the same --run-dir resumes it from its newest checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-plots", action="store_true",
+                   help="no PNG plots after training (their data files are written)")
 
     e = sub.add_parser("eval", help="re-evaluate a run's newest checkpoint")
     e.add_argument("--run-dir", required=True, help="a run directory written by 'fometa train'")
-    for name in ("eval_tasks", "eval_inner_iters"):
+    for name in evaluation_settings():
         _add_setting(e, name)
 
     p = sub.add_parser("plot", help="overlay the learning curves of one or more runs")
@@ -62,17 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, names) -> dict[str, Any]:
+def given_settings(args: argparse.Namespace, names) -> dict[str, Any]:
     """The settings given on the command line (left-out flags are None), parsed and checked."""
     values = {name: getattr(args, name) for name in names}
     return {name: parse(name, v) if isinstance(v, str) else v for name, v in values.items()}
 
 
 def _train(args: argparse.Namespace) -> int:
-    settings = _settings(args, [name for name, _ in flags()])
+    settings = given_settings(args, [name for name, _ in flags()])
     cfg = resolve(settings.pop("dataset"), settings.pop("preset"), **settings)
     run_dir = args.run_dir or f"runs/{cfg.dataset}-{cfg.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
-    results = train(cfg, run_dir, progress=not args.no_progress, tensorboard=args.tensorboard)
+    results = train(cfg, run_dir, progress=not args.no_progress, tensorboard=args.tensorboard,
+                    plots=not args.no_plots)
     if results.get("already_complete"):
         print(f"run dir {run_dir} already holds this run, complete at meta-iteration "
               f"{results['meta_iterations']}; its {RESULTS}:")
@@ -89,8 +92,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    print(json.dumps(evaluate_run(args.run_dir, **_settings(args, ("eval_tasks",
-                                                                   "eval_inner_iters")))))
+    print(json.dumps(evaluate_run(args.run_dir, **given_settings(args, evaluation_settings()))))
     return 0
 
 
@@ -101,9 +103,9 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _presets(args: argparse.Namespace) -> int:
     for name, preset in PRESETS.items():
-        s = preset["settings"]
+        s = preset.settings
         shape = f"{s['ways']}-way {s['shots']}-shot" if s.get("ways") else ""
-        print(f"{name:28s} {shape:15s} paper: {preset['paper']}")
+        print(f"{name:28s} {shape:15s} paper: {paper_result(preset)}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """Evaluation: metrics after adaptation on test tasks, their summary, and by inner steps.
 
 Tasks are sampled and adapted to on the device; the summary (mean and 95% interval) is
-results.json's entries; `metric_by_steps` is inner_steps.json.
+results.json's entries; `by_steps` the metric by inner steps (inner_steps.json), from
+the same adaptations.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float]:
 
 
 def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,
-                   num_tasks: int, memory: int | None = None,
-                   mesh: Mesh | None = None) -> dict[str, np.ndarray]:
-    """The metrics after adaptation on `num_tasks` evaluation tasks, each shape [num_tasks].
+                   num_tasks: int, memory: int | None = None, mesh: Mesh | None = None,
+                   steps: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+    """The metrics after adaptation on `num_tasks` evaluation tasks, each shape [num_tasks];
+    with `steps`, after each of those numbers of inner steps, [num_tasks, len(steps)], from
+    one adaptation per task (`fometa.evaluate`).
 
     Tasks are sampled and adapted to on the device in vmapped chunks sized so that their
     data, and activations estimated at 32x the data, stay under `memory` bytes per device
@@ -52,7 +55,7 @@ def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key
     @functools.partial(jax.jit, in_shardings=(whole, split), out_shardings=whole)
     def eval_chunk(state, keys):
         tasks = shard_tasks(jax.vmap(problem.eval_task)(keys), mesh)
-        return evaluate(learner, state, tasks, problem.metric_fn)
+        return evaluate(learner, state, tasks, problem.metric_fn, steps)
 
     state = replicate(state, mesh)
     keys = jax.random.split(key, num_tasks)
@@ -74,29 +77,22 @@ def summarize(problem: Problem, values: dict[str, np.ndarray], **extra) -> dict[
     return out
 
 
-def step_counts(total: int, points: int = 4) -> list[int]:
-    """0, 1 and roughly geometric counts up to `total` (included), at most `points` + 2."""
-    counts = {0, 1, total}
-    for i in range(1, points):
-        counts.add(max(1, round(total ** (i / points))))
-    return sorted(c for c in counts if c <= total)
+def curve_steps(total: int, points: int = 4) -> tuple[int, ...]:
+    """The inner-step counts an evaluation records: every one up to 10 steps, else 0, 1 and
+    roughly geometric counts up to `total` (included)."""
+    if total <= 10:
+        return tuple(range(total + 1))
+    counts = {0, 1, total} | {max(1, round(total ** (i / points))) for i in range(1, points)}
+    return tuple(sorted(counts))
 
 
-def metric_by_steps(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,
-                    num_tasks: int, total_steps: int) -> dict[str, Any]:
-    """The evaluation metrics after k inner steps for k in `step_counts(total_steps)`, on the
-    same `num_tasks` tasks (the first k support batches of each): inner_steps.json."""
-    steps = step_counts(total_steps)
-    out: dict[str, Any] = {"metric": problem.metric, "tasks": num_tasks, "steps": steps}
-    for k in steps:
-        def first_k(key, k=k):
-            task = problem.eval_task(key)
-            return task._replace(support=jax.tree_util.tree_map(lambda a: a[:k], task.support))
-
-        values = evaluate_tasks(learner, state, problem._replace(eval_task=first_k), key, num_tasks)
-        for name, v in values.items():
-            mean, ci95 = mean_ci95(v)
-            entry = out.setdefault(name, {"mean": [], "ci95": []})
-            entry["mean"].append(mean)
-            entry["ci95"].append(ci95)
+def by_steps(problem: Problem, values: dict[str, np.ndarray],
+             steps: tuple[int, ...]) -> dict[str, Any]:
+    """inner_steps.json: each metric's mean and ci95 after each number of inner steps, from
+    values [tasks, len(steps)]."""
+    out: dict[str, Any] = {"metric": problem.metric,
+                           "tasks": len(next(iter(values.values()))), "steps": list(steps)}
+    for name, v in values.items():
+        stats = [mean_ci95(v[:, i]) for i in range(len(steps))]
+        out[name] = {"mean": [m for m, _ in stats], "ci95": [c for _, c in stats]}
     return out

@@ -7,65 +7,105 @@ and checks the result.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from fometa.errors import ConfigError
 from fometa.run.settings import DECLARED, Config, check, check_value
 
 
-def _paper(reptile: str, transductive: str) -> str:
-    return f"{reptile}% (transductive {transductive}%)"
+class Preset(NamedTuple):
+    """A row of a paper's experiments: the settings that run it, where it comes from, what
+    the paper reports, and where fometa's computation differs from the source on purpose.
+
+    paper: results.json key -> the paper's "mean +/- ci95" in percent, as printed there,
+    e.g. {"eval": "95.39 +/- 0.09", "eval_transductive": "97.68 +/- 0.04"}; empty where the
+    paper reports no number.
+    """
+
+    settings: dict[str, Any]
+    source: str
+    paper: dict[str, str]
+    differences: str = ""
 
 
-# Presets name rows of the papers' experiments. Each maps settings to values; `paper` is
-# what the paper reports for it, shown by `fometa presets`.
+def paper_result(preset: Preset) -> str:
+    """The paper's numbers as text: "95.39 +/- 0.09% (transductive 97.68 +/- 0.04%)"."""
+    parts = {k: f"{v}%" for k, v in preset.paper.items()}
+    if not parts:
+        return "(qualitative)"
+    if "eval" not in parts:
+        return f"transductive {parts['eval_transductive']}"
+    return parts["eval"] + (f" (transductive {parts['eval_transductive']})"
+                            if "eval_transductive" in parts else "")
+
+
+def paper_numbers(preset: Preset) -> dict[str, tuple[float, float]]:
+    """The paper's numbers as floats: results.json key -> (mean, ci95) in percent."""
+    return {k: tuple(float(x) for x in v.split("+/-")) for k, v in preset.paper.items()}
+
+
+# Presets name rows of the papers' experiments.
 _SINE = dict(dataset="sine", eval_tasks=1000, queries=10, shots=10, inner_optimizer="sgd")
-PRESETS: dict[str, dict[str, Any]] = {
-    "reptile-sine": {
-        "paper": "Nichol et al. 2018, Fig. 1 (qualitative)",
-        "settings": dict(_SINE, algorithm="reptile", train_shots=50, inner_iters=5,
-                         inner_batch=10, inner_lr=0.02, meta_iters=30000, meta_batch=1,
-                         meta_step=0.1, meta_step_final=0.0, eval_inner_iters=32,
-                         sine_phase_max=2 * math.pi, sine_on_grid=True, hidden=(64, 64),
-                         activation="tanh"),
-    },
-    "maml-sine": {
-        "paper": "Finn et al. 2017, Sec. 5.1 (K = 10; qualitative)",
-        "settings": dict(_SINE, algorithm="maml", train_shots=10, inner_iters=1,
-                         inner_batch=None, inner_lr=0.01, meta_iters=70000, meta_batch=25,
-                         outer_lr=1e-3, eval_inner_iters=10, sine_phase_max=math.pi,
-                         sine_on_grid=False, hidden=(40, 40), activation="relu"),
-    },
+PRESETS: dict[str, Preset] = {
+    "reptile-sine": Preset(
+        dict(_SINE, algorithm="reptile", train_shots=50, inner_iters=5,
+             inner_batch=10, inner_lr=0.02, meta_iters=30000, meta_batch=1,
+             meta_step=0.1, meta_step_final=0.0, eval_inner_iters=32,
+             sine_phase_max=2 * math.pi, sine_on_grid=True, hidden=(64, 64), activation="tanh"),
+        "Nichol et al. 2018, Fig. 1", {}),
+    "maml-sine": Preset(
+        dict(_SINE, algorithm="maml", train_shots=10, inner_iters=1,
+             inner_batch=None, inner_lr=0.01, meta_iters=70000, meta_batch=25,
+             outer_lr=1e-3, eval_inner_iters=10, sine_phase_max=math.pi,
+             sine_on_grid=False, hidden=(40, 40), activation="relu"),
+        "Finn et al. 2017, Sec. 5.1 (K = 10)", {}),
 }
 
-# Reptile rows: the paper's Table 3 (appendix A) hyperparameters; its inner Adam (beta1 = 0)
-# carries its state through training into evaluation; one query per class is drawn only to
-# log a query loss. Accuracies: the paper's Tables 1 and 2.
+# Reptile rows: the paper's Table 3 (appendix A) hyperparameters and its README's commands
+# (openai/supervised-reptile). Its inner Adam (beta1 = 0) minimises the summed
+# cross-entropy (models.py: minimize() of the unreduced loss vector), and its state runs
+# on through the meta-batch's tasks, one after another, and into evaluation (reptile.py:
+# only the model's variables are exported and restored). One query per class is drawn only
+# to log a query loss. Accuracies: the paper's Tables 1 and 2.
 _REPTILE = dict(algorithm="reptile", inner_optimizer="adam", carry_inner_state=True,
+                loss_reduction="sum", task_order="sequential",
                 meta_step=1.0, meta_step_final=0.0, meta_batch=5, queries=1,
                 eval_inner_iters=50, eval_tasks=10000)
-for ways, shots, paper in ((5, 1, _paper("95.39 +/- 0.09", "97.68 +/- 0.04")),
-                           (5, 5, _paper("98.90 +/- 0.10", "99.48 +/- 0.06")),
-                           (20, 1, _paper("88.14 +/- 0.15", "89.43 +/- 0.14")),
-                           (20, 5, _paper("96.65 +/- 0.33", "97.12 +/- 0.32"))):
+_REPTILE_SOURCE = "Nichol et al. 2018, Table {}; openai/supervised-reptile README"
+_REPTILE_DIFFERENCES = ("a meta-batch's training tasks are sampled in one vmapped call "
+                        "(the paper's code samples them from Python's random module); "
+                        "evaluation reports both modes from one training, the paper's "
+                        "code trains once per mode")
+for ways, shots, paper, transductive in ((5, 1, "95.39 +/- 0.09", "97.68 +/- 0.04"),
+                                         (5, 5, "98.90 +/- 0.10", "99.48 +/- 0.06"),
+                                         (20, 1, "88.14 +/- 0.15", "89.43 +/- 0.14"),
+                                         (20, 5, "96.65 +/- 0.33", "97.12 +/- 0.32")):
     five = ways == 5
-    PRESETS[f"reptile-omniglot-{ways}w{shots}s"] = {"paper": paper, "settings": dict(
-        _REPTILE, dataset="omniglot", ways=ways, shots=shots, train_shots=10,
-        inner_lr=0.001 if five else 0.0005, inner_batch=10 if five else 20,
-        inner_iters=5 if five else 10, meta_iters=100000 if five else 200000,
-        eval_inner_batch=5 if five else 10)}
-for shots, paper in ((1, _paper("47.07 +/- 0.26", "49.97 +/- 0.32")),
-                     (5, _paper("62.74 +/- 0.37", "65.99 +/- 0.58"))):
-    PRESETS[f"reptile-mini-imagenet-5w{shots}s"] = {"paper": paper, "settings": dict(
-        _REPTILE, dataset="mini-imagenet", ways=5, shots=shots, train_shots=15,
-        inner_lr=0.001, inner_batch=10, inner_iters=8, meta_iters=100000,
-        eval_inner_batch=5 if shots == 1 else 15)}
+    PRESETS[f"reptile-omniglot-{ways}w{shots}s"] = Preset(
+        dict(_REPTILE, dataset="omniglot", ways=ways, shots=shots, train_shots=10,
+             inner_lr=0.001 if five else 0.0005, inner_batch=10 if five else 20,
+             inner_iters=5 if five else 10, meta_iters=100000 if five else 200000,
+             eval_inner_batch=5 if five else 10),
+        _REPTILE_SOURCE.format(1),
+        {"eval": paper, "eval_transductive": transductive},
+        _REPTILE_DIFFERENCES)
+for shots, paper, transductive in ((1, "47.07 +/- 0.26", "49.97 +/- 0.32"),
+                                   (5, "62.74 +/- 0.37", "65.99 +/- 0.58")):
+    PRESETS[f"reptile-mini-imagenet-5w{shots}s"] = Preset(
+        dict(_REPTILE, dataset="mini-imagenet", ways=5, shots=shots, train_shots=15,
+             inner_lr=0.001, inner_batch=10, inner_iters=8, meta_iters=100000,
+             eval_inner_batch=5 if shots == 1 else 15),
+        _REPTILE_SOURCE.format(2),
+        {"eval": paper, "eval_transductive": transductive},
+        _REPTILE_DIFFERENCES)
 
-# MAML and first-order MAML rows: Finn et al. 2017 (its README's commands and main.py):
-# inner SGD on the whole support, K query examples per class (15 on Mini-ImageNet),
-# outer Adam 1e-3, 60,000 meta-iterations, 10 inner steps at test time, MAML's Omniglot
-# split with rotations everywhere. Accuracies (transductive: batch-norm statistics from
-# the query batch, as MAML's code) as quoted in the Reptile paper's Tables 1 and 2.
+# MAML and first-order MAML rows: Finn et al. 2017 (cbfinn/maml: its README's commands and
+# main.py): inner SGD on the whole support of the cross-entropy summed over the batch and
+# divided by K (utils.xent / update_batch_size), K query examples per class (15 on
+# Mini-ImageNet), outer Adam 1e-3 (meta-gradients clipped to [-10, 10] on Mini-ImageNet),
+# 60,000 meta-iterations, 10 inner steps at test time, MAML's Omniglot split sizes with
+# rotations everywhere. Accuracies (transductive: batch-norm statistics from the query
+# batch, as MAML's code) as quoted in the Reptile paper's Tables 1 and 2.
 _MAML_PAPER = {
     ("maml", "omniglot", 5, 1): "98.7 +/- 0.4", ("maml", "omniglot", 5, 5): "99.9 +/- 0.1",
     ("maml", "omniglot", 20, 1): "95.8 +/- 0.3", ("maml", "omniglot", 20, 5): "98.9 +/- 0.2",
@@ -76,18 +116,30 @@ _MAML_PAPER = {
     ("fomaml", "mini-imagenet", 5, 1): "48.07 +/- 1.75",
     ("fomaml", "mini-imagenet", 5, 5): "63.15 +/- 0.91",
 }
+_MAML_DIFFERENCES = (
+    "the Reptile paper's networks (MAML's Omniglot network averages its last 2x2 feature "
+    "map, its batch norm has no learned scale and its batch-norm offsets are not adapted in "
+    "the inner loop); images not inverted (MAML's Omniglot is 1 - x); evaluation on "
+    "10,000 tasks with one query per class, so transductive batch statistics come from N "
+    "queries (MAML: 600 tasks, K queries per class); a rotation is a class of its own "
+    "(MAML draws one rotation per character and task); the split is 1100/100/423 "
+    "characters by a fixed shuffle (MAML's follows os.listdir's order)")
 for (algorithm, dataset, ways, shots), accuracy in _MAML_PAPER.items():
     common = dict(algorithm=algorithm, dataset=dataset, ways=ways, shots=shots,
                   train_shots=shots, inner_optimizer="sgd", inner_batch=None,
-                  carry_inner_state=False, outer_lr=1e-3, meta_iters=60000,
-                  eval_inner_iters=10, eval_inner_batch=None, eval_tasks=10000)
+                  loss_reduction="sum/shots", carry_inner_state=False, outer_lr=1e-3,
+                  meta_iters=60000, eval_inner_iters=10, eval_inner_batch=None,
+                  eval_tasks=10000)
     if dataset == "omniglot":
         common.update(queries=shots, omniglot_split="maml", inner_lr=0.4 if ways == 5 else 0.1,
                       inner_iters=1 if ways == 5 else 5, meta_batch=32 if ways == 5 else 16)
     else:
-        common.update(queries=15, inner_lr=0.01, inner_iters=5, meta_batch=4 if shots == 1 else 2)
-    PRESETS[f"{algorithm}-{dataset}-{ways}w{shots}s"] = {
-        "paper": f"transductive {accuracy}%", "settings": common}
+        common.update(queries=15, inner_lr=0.01, inner_iters=5, meta_batch=4 if shots == 1 else 2,
+                      outer_clip=10.0)
+    PRESETS[f"{algorithm}-{dataset}-{ways}w{shots}s"] = Preset(
+        common, "Finn et al. 2017 (cbfinn/maml), as quoted by Nichol et al. 2018, Table "
+        f"{1 if dataset == 'omniglot' else 2}",
+        {"eval_transductive": accuracy}, _MAML_DIFFERENCES)
 
 # The preset a dataset starts from when none is named.
 DEFAULT_PRESET = {"sine": "reptile-sine", "omniglot": "reptile-omniglot-5w1s",
@@ -111,7 +163,7 @@ def resolve(dataset: str | None = None, preset: str | None = None, **overrides: 
         base_name = DEFAULT_PRESET[ds]
     else:
         base_name = preset
-    settings = dict(PRESETS[base_name]["settings"])
+    settings = dict(PRESETS[base_name].settings)
     if dataset is not None and dataset != settings["dataset"]:
         raise ConfigError(f"preset {base_name!r} is for dataset {settings['dataset']!r}, "
                           f"not {dataset!r}")

@@ -9,6 +9,7 @@ settings (a `fometa.run.Config`, read by attribute) and which combinations it re
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -27,8 +28,8 @@ from fometa.tasks.base import Task
 from fometa.tasks.classification import FewShotTasks, accuracies, cross_entropy
 from fometa.tasks.sine import SineTasks, mse
 
-# A figure of one task's adaptation, as JSON-able data (drawn by `fometa.run.plots`):
-# {"x": [n], "lines": {label: [n]}, "points": {label: {"x": [m], "y": [m]}}}.
+# A figure of one task's adaptation, as arrays (saved as adaptation.json, drawn by
+# `fometa.run.plots`): {"x": [n], "lines": {label: [n]}, "points": {label: {"x": [m], "y": [m]}}}.
 Illustration = dict[str, Any]
 
 
@@ -41,8 +42,9 @@ class Problem(NamedTuple):
     metric: the main metric's name ("mse", "accuracy"), a key of metric_fn's output.
     results: for each of metric_fn's outputs, its entry in results.json ("eval" for the
         main metric, "eval_<mode>" for variants such as the transductive accuracy).
-    illustrate(adapt, params, key) -> `Illustration` of one evaluation task, where
-        `adapt(support)` adapts the meta-learned initialisation; None: no such figure.
+    illustrate(adapt, params, key) -> `Illustration` of one evaluation task (jittable),
+        where `adapt(support, steps, each)` adapts the meta-learned initialisation as
+        `MetaLearner.adapt` does; None: no such figure.
     """
 
     train_task: Callable[[jax.Array], Task]
@@ -56,6 +58,27 @@ class Problem(NamedTuple):
 
 
 COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")  # what `in_dtype` computes in
+# `jax.default_matmul_precision` values; "default" leaves XLA's per-platform choice.
+MATMUL_PRECISIONS: tuple[str, ...] = ("default", "tensorfloat32", "float32")
+
+
+def matmul_precision(name: str) -> contextlib.AbstractContextManager:
+    """A context in which what is traced computes float32 matrix products at precision
+    `name` (a `MATMUL_PRECISIONS` value); the previous precision is restored on exit."""
+    return contextlib.nullcontext() if name == "default" else jax.default_matmul_precision(name)
+
+# How a batch's per-example losses become the loss that the inner loop (and the query loss)
+# differentiates, by `--loss-reduction` name, from the shots per class K of a training task.
+# With SGD the reduction scales the step; with Adam it matters where state built on one
+# batch size meets gradients of another (the paper's carried state, at evaluation).
+LOSS_REDUCTIONS: dict[str, Callable[[int], Callable[[jax.Array], jax.Array]]] = {
+    "mean": lambda shots: jnp.mean,
+    # supervised-reptile (models.py) passes the unreduced loss vector to minimize(): its sum.
+    "sum": lambda shots: jnp.sum,
+    # cbfinn/maml (utils.xent) divides each example's cross-entropy by K (update_batch_size)
+    # and differentiates the vector: the sum over the batch over K.
+    "sum/shots": lambda shots: lambda losses: jnp.sum(losses) / shots,
+}
 
 
 def in_dtype(apply: Callable[[Any, jax.Array], jax.Array], dtype: str
@@ -85,7 +108,7 @@ def in_dtype(apply: Callable[[Any, jax.Array], jax.Array], dtype: str
 
 
 def sine_adaptation(tasks: SineTasks, predict: Callable[[Any, jax.Array], jax.Array],
-                    steps: tuple[int, ...] = (0, 1)):
+                    steps: tuple[int, ...] = (1,)):
     """The paper's Fig. 1 as an `Illustration`: a task's true curve, its support points and
     the prediction before and after 1 and all `eval_inner_iters` steps of adaptation."""
 
@@ -93,16 +116,15 @@ def sine_adaptation(tasks: SineTasks, predict: Callable[[Any, jax.Array], jax.Ar
         task = tasks.eval_task(key)
         x = jnp.linspace(*tasks.x_range, 200)[:, None]
         amp, phase = tasks.function(jax.random.split(key)[0])
-        lines = {"true": amp * jnp.sin(x[:, 0] + phase)}
         total = jax.tree_util.tree_leaves(task.support)[0].shape[0]
-        for k in sorted(set(steps) | {total}):
-            support = jax.tree_util.tree_map(lambda a: a[:k], task.support)
-            adapted = adapt(support) if k else params
-            lines[f"after {k} steps" if k else "before adaptation"] = predict(adapted, x)[:, 0]
+        counts = tuple(sorted(set(steps) | {total}))
+        after = adapt(task.support, counts, lambda p: predict(p, x)[:, 0])
+        lines = {"true": amp * jnp.sin(x[:, 0] + phase),
+                 "before adaptation": predict(params, x)[:, 0],
+                 **{f"after {k} steps": after[i] for i, k in enumerate(counts)}}
         points = {"support points": {"x": task.support["x"][0, :, 0],
                                      "y": task.support["y"][0, :, 0]}}
-        return jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(),
-                                      {"x": x[:, 0], "lines": lines, "points": points})
+        return {"x": x[:, 0], "lines": lines, "points": points}
 
     return illustrate
 
@@ -120,14 +142,22 @@ def sine_problem(cfg) -> Problem:
                           "sine evaluation grid")
     model = MLP(hidden=tuple(cfg.hidden), out=1, activation=cfg.activation)
     predict = in_dtype(model.apply, cfg.dtype)
-    loss = lambda p, b: mse(predict, p, b)
+    reduce = LOSS_REDUCTIONS[cfg.loss_reduction](train_points)
     return Problem(tasks.train_task, tasks.eval_task,
-                   lambda key: model.init(key, jnp.zeros((1, 1))), loss,
-                   lambda p, q: {"mse": loss(p, q)}, "mse", {"mse": "eval"},
+                   lambda key: model.init(key, jnp.zeros((1, 1))),
+                   lambda p, b: mse(predict, p, b, reduce),
+                   lambda p, q: {"mse": mse(predict, p, q)}, "mse", {"mse": "eval"},
                    illustrate=sine_adaptation(tasks, model.apply))
 
 
 def check_sine(cfg) -> None:
+    if cfg.loss_reduction == "sum/shots":
+        raise ConfigError("--loss-reduction sum/shots divides by the shots per class of a "
+                          "classification task; sine takes mean or sum")
+    for name in ("replacement", "foml_tail"):
+        if getattr(cfg, name):
+            raise ConfigError(f"--{name.replace('_', '-')} applies to classification tasks; "
+                              "sine tasks cycle through their points")
     if cfg.ways is not None:
         raise ConfigError(f"--ways {cfg.ways} does not apply to the sine dataset (regression); "
                           "leave it out")
@@ -181,14 +211,15 @@ def classification_problem(cfg, splits: Splits | None = None) -> Problem:
         train_shots=train_shots, queries=cfg.queries, inner_iters=cfg.inner_iters,
         inner_batch=cfg.inner_batch, eval_inner_iters=cfg.eval_inner_iters,
         eval_inner_batch=cfg.eval_inner_batch, rotate_train=splits.rotate_train,
-        rotate_test=splits.rotate_test)
+        rotate_test=splits.rotate_test, replacement=cfg.replacement, tail_shots=cfg.foml_tail)
     model = dataset.network(num_classes=cfg.ways, conv=cfg.conv)
     # Tasks hold uint8 images; the network sees them scaled to [0, 1] as in the paper.
     net = in_dtype(model.apply, cfg.dtype)
     apply = lambda p, x: net(p, x.astype(jnp.float32) / 255.0)
+    reduce = LOSS_REDUCTIONS[cfg.loss_reduction](train_shots)
     return Problem(tasks.train_task, tasks.eval_task,
                    lambda key: model.init(key, jnp.zeros((1,) + train.shape[2:], jnp.float32)),
-                   lambda p, b: cross_entropy(apply, p, b),
+                   lambda p, b: cross_entropy(apply, p, b, reduce),
                    lambda p, q: accuracies(apply, p, q), "accuracy",
                    {"accuracy": "eval", "accuracy_transductive": "eval_transductive"})
 
@@ -196,6 +227,16 @@ def classification_problem(cfg, splits: Splits | None = None) -> Problem:
 def check_classification(cfg) -> None:
     if cfg.ways is None:
         raise ConfigError(f"dataset {cfg.dataset!r} needs --ways")
+    if cfg.foml_tail is not None:
+        pool = (cfg.train_shots or cfg.shots) - cfg.foml_tail
+        head = cfg.inner_batch or cfg.ways * pool
+        if pool < 1:
+            raise ConfigError(f"--foml-tail {cfg.foml_tail} leaves no example per class for "
+                              f"the other minibatches (train-shots {cfg.train_shots or cfg.shots})")
+        if cfg.ways * cfg.foml_tail != head:
+            raise ConfigError(f"the tail minibatch (ways x foml-tail = "
+                              f"{cfg.ways * cfg.foml_tail}) must be as large as the others "
+                              f"(inner-batch {head})")
 
 
 # --------------------------------------------------------------------------- the registry
@@ -243,7 +284,10 @@ def make_learner(cfg, problem: Problem) -> MetaLearner:
         outer = reptile_outer(cfg.meta_step, cfg.meta_iters, cfg.meta_step_final)
     else:
         outer = optax.adam(cfg.outer_lr)
+        if cfg.outer_clip is not None:  # cbfinn/maml, maml.py: tf.clip_by_value(grad, -10, 10)
+            outer = optax.chain(optax.clip(cfg.outer_clip), outer)
     return meta_learner(cfg.algorithm, problem.loss_fn,
                         INNER_OPTIMIZERS[cfg.inner_optimizer](cfg.inner_lr), outer,
-                        carry_inner_state=cfg.carry_inner_state, unroll=cfg.unroll,
+                        carry_inner_state=cfg.carry_inner_state,
+                        sequential_tasks=cfg.task_order == "sequential", unroll=cfg.unroll,
                         remat=cfg.remat)

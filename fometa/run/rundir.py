@@ -12,6 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
+import jax
+import numpy as np
+
 from fometa.errors import RunDirError
 from fometa.run.checkpoint import Checkpoints
 from fometa.run.settings import Config, differences, flag
@@ -186,8 +189,10 @@ class RunDir:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def write_adaptation(self, figure: dict[str, Any]) -> None:
+        """adaptation.json: an `Illustration` (its arrays as lists)."""
         if self.writer:
-            _write_json(self.file(ADAPTATION), figure, indent=None)
+            lists = jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), figure)
+            _write_json(self.file(ADAPTATION), lists, indent=None)
 
     def read_adaptation(self) -> dict[str, Any] | None:
         path = self.file(ADAPTATION)

@@ -9,6 +9,7 @@ text and whether it is a command-line flag. `fometa train`'s parser is generated
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any, Collection, Iterator
 
@@ -17,7 +18,11 @@ from fometa.convnets import CONV_IMPLS
 from fometa.data import OMNIGLOT_SPLITS
 from fometa.errors import ConfigError
 from fometa.models import ACTIVATIONS
-from fometa.run.problems import COMPUTE_DTYPES, DATASETS, INNER_OPTIMIZERS
+from fometa.run.problems import (COMPUTE_DTYPES, DATASETS, INNER_OPTIMIZERS, LOSS_REDUCTIONS,
+                                 MATMUL_PRECISIONS)
+
+
+TASK_ORDERS: tuple[str, ...] = ("parallel", "sequential")
 
 
 def flag(name: str) -> str:
@@ -171,6 +176,7 @@ class Setting:
     optional: bool = False   # None is allowed: "not applicable" or "derived" (the help says)
     flag: bool = True        # a `fometa train` flag (else set by presets only)
     resumable: bool = False  # may differ between a run and its resumption: changes no number
+    evaluation: bool = False  # may be changed when re-evaluating a trained run (fometa eval)
     metavar: str | None = None  # the value's name in --help (default: the kind's)
 
 
@@ -196,7 +202,8 @@ class Config:
     seed: int = setting(0, Whole(0), "PRNG seed")
     # Tasks.
     ways: int | None = setting(None, Whole(), "classes per task")
-    shots: int = setting(10, Whole(), "support examples per class at evaluation")
+    shots: int = setting(10, Whole(), "support examples per class at evaluation",
+                         evaluation=True)
     train_shots: int | None = setting(
         None, Whole(), "examples per class in a training task (default: shots)")
     queries: int = setting(10, Whole(), "query examples per class (sine: points) in a training task")
@@ -207,35 +214,64 @@ class Config:
     inner_optimizer: str = setting("sgd", Choice(INNER_OPTIMIZERS),
                                    "inner optimizer (adam: the paper's, beta1 = 0)")
     inner_lr: float = setting(0.02, Real(), "inner learning rate")
+    loss_reduction: str = setting(
+        "mean", Choice(LOSS_REDUCTIONS),
+        "how a batch's per-example losses are reduced: mean; sum (the Reptile paper's code); "
+        "sum/shots (MAML's code: the sum divided by the shots per class K)",
+        evaluation=True)
     carry_inner_state: bool = setting(
         False, Switch(), "carry the inner optimizer state across tasks (the paper's Reptile)")
+    task_order: str = setting(
+        "parallel", Choice(TASK_ORDERS),
+        "parallel: a meta-batch's tasks are vmapped and the carried inner state becomes the "
+        "mean of their final states; sequential: they run one after another through one "
+        "inner state, as the Reptile paper's code does")
+    replacement: bool = setting(
+        False, Switch(), "draw each inner minibatch independently instead of cycling through "
+        "shuffled epochs of the pool (the Reptile paper's code's --replacement)")
+    foml_tail: int | None = setting(
+        None, Whole(), "examples per class kept apart as a training task's last inner "
+        "minibatch (the Reptile paper's code's --foml-tail, for --algorithm foml)")
     unroll: int = setting(1, Whole(), "lax.scan unroll of the inner loop")
     remat: bool = setting(False, Switch(),
                           "rematerialise each inner step in the backward pass (MAML memory)")
     dtype: str = setting("float32", Choice(COMPUTE_DTYPES),
-                         "compute dtype (bfloat16: mixed precision; parameters stay float32)")
+                         "compute dtype (bfloat16: mixed precision; parameters stay float32)",
+                         evaluation=True)
+    matmul_precision: str = setting(
+        "default", Choice(MATMUL_PRECISIONS),
+        "precision of float32 matrix products: default (XLA's: TF32 on recent NVIDIA GPUs), "
+        "tensorfloat32 or float32 (full, as the papers' 2018 runs)",
+        evaluation=True)
     devices: str = setting("1", Devices(), "devices to shard the task batch over: N or 'all'")
     # Outer loop.
     meta_iters: int = setting(30000, Whole(), "meta-iterations")
     meta_batch: int = setting(1, Whole(), "tasks per meta-iteration")
     outer_lr: float = setting(1e-3, Real(), "MAML/FOMAML meta-optimizer (Adam) step size")
+    outer_clip: float | None = setting(
+        None, Real(), "MAML/FOMAML: clip each meta-gradient element to [-X, X] before Adam "
+        "(MAML's code on Mini-ImageNet: 10)")
     meta_step: float = setting(0.1, Real(), "Reptile's initial meta step size")
     meta_step_final: float = setting(0.0, Real(inclusive=True),
                                      "Reptile's final meta step size (annealed linearly)")
     # Evaluation.
-    eval_inner_iters: int = setting(32, Whole(), "inner steps at evaluation")
+    eval_inner_iters: int = setting(32, Whole(), "inner steps at evaluation",
+                                    evaluation=True)
     eval_inner_batch: int | None = setting(
-        None, Whole(), "minibatch of an evaluation inner step (default: the whole support)")
-    eval_tasks: int = setting(1000, Whole(), "evaluation tasks")
+        None, Whole(), "minibatch of an evaluation inner step (default: the whole support)",
+        evaluation=True)
+    eval_tasks: int = setting(1000, Whole(), "evaluation tasks", evaluation=True)
     # Image datasets.
     data_dir: str | None = setting(
         None, Text(), "folder of the dataset files (image datasets; default: $FOMETA_DATA_DIR, "
-        "else tensorflow-datasets for Omniglot)", metavar="DIR")
+        "else tensorflow-datasets for Omniglot)", metavar="DIR",
+        evaluation=True)
     omniglot_split: str = setting(
         "paper", Choice(OMNIGLOT_SPLITS),
         "paper: 1200/423 characters, training ones rotated; maml: 1100/100/423, all rotated")
     conv: str = setting("auto", Choice(CONV_IMPLS),
-                        "convolution: patch (matmul, fast on CPU), xla, or auto (per platform)")
+                        "convolution: patch (matmul, fast on CPU), xla, or auto (per platform)",
+                        evaluation=True)
     # Sine-wave tasks (set by the sine presets).
     sine_phase_max: float = setting(2 * math.pi, Real(), "largest sine phase", flag=False)
     sine_on_grid: bool = setting(True, Switch(),
@@ -252,7 +288,7 @@ class Config:
         resumable=True)
     eval_every: int | None = setting(
         None, Whole(), "meta-iterations between evaluations on min(eval-tasks, 1000) tasks, "
-        "at chunk ends (default: only the final evaluation)")
+        "at chunk ends (default: only the final evaluation)", resumable=True)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -269,6 +305,11 @@ class Config:
 
 
 DECLARED: dict[str, Setting] = {f.name: f.metadata["setting"] for f in dataclasses.fields(Config)}
+
+
+def evaluation_settings() -> list[str]:
+    """The settings that `fometa eval` may change for a trained run (declaration order)."""
+    return [name for name, s in DECLARED.items() if s.evaluation]
 
 
 def flags() -> Iterator[tuple[str, Setting]]:
@@ -300,6 +341,9 @@ def check(cfg: Config) -> Config:
 
 
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """The settings (by name) in which two configs' dicts differ, resumable ones left out."""
+    """The settings (by name) in which two configs' dicts differ. Resumable settings are
+    left out, and so is a setting missing from `saved` whose value in `now` is its default:
+    it was added after `saved` was written, and its default computes what ran then."""
+    defaults = json.loads(json.dumps(Config().to_dict()))
     return [k for k in now if not (k in DECLARED and DECLARED[k].resumable)
-            and saved.get(k) != now[k]]
+            and saved.get(k, defaults.get(k)) != now[k]]

@@ -7,6 +7,7 @@ checkpoints of the same run); `load_run` and `evaluate_run` read a finished one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -17,21 +18,21 @@ import numpy as np
 import optax
 
 import fometa
+from fometa.errors import ConfigError
 from fometa.learner import MetaLearner, MetaState
 from fometa.run.checkpoint import Checkpoints
-from fometa.run.evaluation import evaluate_tasks, metric_by_steps, summarize
+from fometa.run.evaluation import by_steps, curve_steps, evaluate_tasks, summarize
 from fometa.run.interrupt import StopRequest, TrainingInterrupted
 from fometa.run.loop import chunk_runner
 from fometa.run.plots import plot_run
-from fometa.run.problems import Problem, make_learner, make_problem
+from fometa.run.problems import Problem, make_learner, make_problem, matmul_precision
 from fometa.run.report import Reporter, tensorboard_writer
 from fometa.run.rundir import RunDir
-from fometa.run.settings import Config, check
+from fometa.run.settings import Config, check, evaluation_settings
 from fometa.sharding import (Mesh, check_divisible, device_names, replicate, select_devices,
                              task_mesh)
 
 PERIODIC_EVAL_TASKS = 1000  # periodic evaluations use min(eval_tasks, this) tasks
-CURVE_TASKS = 200           # the inner-steps curve uses min(eval_tasks, this) tasks
 
 
 class Setup(NamedTuple):
@@ -79,6 +80,19 @@ def evaluation(cfg: Config, run: Setup, state: MetaState, num_tasks: int,
     return summarize(run.problem, values, inner_iters=cfg.eval_inner_iters)
 
 
+def final_evaluation(cfg: Config, run: Setup, state: MetaState,
+                     mesh: Mesh | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """results.json's evaluation entries on `cfg.eval_tasks` tasks, and inner_steps.json (the
+    metrics after `curve_steps` numbers of inner steps) from the same adaptations, so that
+    the curve's last point is the evaluation."""
+    steps = curve_steps(cfg.eval_inner_iters)
+    values = evaluate_tasks(run.learner, state, run.problem, run.eval_key, cfg.eval_tasks,
+                            mesh=mesh, steps=steps)
+    final = {name: v[:, -1] for name, v in values.items()}
+    return (summarize(run.problem, final, inner_iters=cfg.eval_inner_iters),
+            by_steps(run.problem, values, steps))
+
+
 class Trained(NamedTuple):
     """The state after meta-training, and the seconds spent training and compiling."""
 
@@ -120,19 +134,18 @@ def meta_train(cfg: Config, run: Setup, state: MetaState, train_key: jax.Array, 
     return Trained(state, time.perf_counter() - start, compile_seconds)
 
 
-def record_figures(rundir: RunDir, cfg: Config, run: Setup, state: MetaState) -> None:
-    """Writes the figures' data of a finished run (inner_steps.json and, where the problem
-    illustrates adaptation, adaptation.json); `fometa.run.plots` draws them."""
-    rundir.write_inner_steps(metric_by_steps(run.learner, state, run.problem, run.eval_key,
-                                             min(cfg.eval_tasks, CURVE_TASKS),
-                                             cfg.eval_inner_iters))
+def record_figures(rundir: RunDir, curve: dict[str, Any], run: Setup, state: MetaState) -> None:
+    """Writes the figures' data of a finished run: inner_steps.json (`curve`) and, where the
+    problem illustrates adaptation, adaptation.json; `fometa.run.plots` draws them."""
+    rundir.write_inner_steps(curve)
     if run.problem.illustrate is not None:
-        adapt = lambda support: run.learner.adapt(state, support)
-        rundir.write_adaptation(run.problem.illustrate(adapt, state.params, run.eval_key))
+        adapt = functools.partial(run.learner.adapt, state)
+        illustrate = jax.jit(lambda params, key: run.problem.illustrate(adapt, params, key))
+        rundir.write_adaptation(illustrate(state.params, run.eval_key))
 
 
 def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
-          tensorboard: bool = False) -> dict[str, Any]:
+          tensorboard: bool = False, plots: bool = True) -> dict[str, Any]:
     """Meta-trains, evaluates and writes the run directory; returns `results.json`'s content.
 
     Checkpoints go to `RUN_DIR/checkpoints/` every `checkpoint_interval(cfg)` meta-iterations
@@ -144,7 +157,8 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
     `results.json` is returned with `"already_complete": True` added.
 
     Ctrl-C (SIGINT) stops at the next chunk end after writing a checkpoint and raises
-    `TrainingInterrupted`; no results.json is written.
+    `TrainingInterrupted`; no results.json is written. `plots=False` leaves out the PNG
+    plots (their data is written all the same).
 
     The task batches are split over the devices `cfg.devices` names (see `fometa.sharding`).
     Under `jax.distributed` every process runs this function and takes part in every
@@ -154,6 +168,12 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
     check_divisible(cfg.meta_batch, mesh)
     rundir = RunDir(run_dir, writer=jax.process_index() == 0)
     rundir.check_config(cfg)
+    with matmul_precision(cfg.matmul_precision):
+        return _train(cfg, rundir, mesh, progress, tensorboard, plots)
+
+
+def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool, tensorboard: bool,
+           plots: bool) -> dict[str, Any]:
     run = setup(cfg)
     state = replicate(run.learner.init(run.problem.init_params(run.init_key)), mesh)
     with rundir.checkpoints() as checkpoints:
@@ -176,7 +196,7 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
             with StopRequest() as stop:
                 trained = meta_train(cfg, run, state, train_key, resumed_from, seconds_before,
                                      mesh, checkpoints, reporter, stop)
-            evals = evaluation(cfg, run, trained.state, cfg.eval_tasks, mesh)
+            evals, curve = final_evaluation(cfg, run, trained.state, mesh)
             reporter.evaluation(cfg.meta_iters, evals)
 
     state = jax.device_get(trained.state)  # replicated, so every process holds all of it
@@ -192,8 +212,9 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
     }
     rundir.write_results(results)
     if rundir.writer:
-        record_figures(rundir, cfg, run, state)
-        plot_run(rundir)
+        record_figures(rundir, curve, run, state)
+        if plots:
+            plot_run(rundir)
     return results
 
 
@@ -215,12 +236,21 @@ def load_run(run_dir: str | Path) -> tuple[Config, MetaState]:
     return cfg, state
 
 
-def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None,
-                 eval_inner_iters: int | None = None) -> dict[str, Any]:
-    """Re-evaluates a finished run, writes `RUN_DIR/eval.json` and returns its content."""
-    overrides = {k: v for k, v in (("eval_tasks", eval_tasks),
-                                   ("eval_inner_iters", eval_inner_iters)) if v}
+def evaluate_run(run_dir: str | Path, *, write: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Re-evaluates a run's newest checkpoint, with the evaluation settings in `overrides`
+    changed (`fometa.run.settings.evaluation_settings`: shots, eval_inner_iters, eval_tasks,
+    loss_reduction, ...; None keeps the run's), writes `RUN_DIR/eval.json` (unless not
+    `write`) and returns its content, with the settings it used under "config"."""
+    allowed = evaluation_settings()
+    refused = sorted(set(overrides) - set(allowed))
+    if refused:
+        raise ConfigError(f"{', '.join(refused)} cannot change at evaluation; these can: "
+                          f"{', '.join(allowed)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     rundir, cfg, state, run = _restore(run_dir, **overrides)
-    out = {**evaluation(cfg, run, state, cfg.eval_tasks), "meta_iterations": int(state.step)}
-    rundir.write_eval(out)
+    with matmul_precision(cfg.matmul_precision):
+        evals, _ = final_evaluation(cfg, run, state)
+    out = {**evals, "meta_iterations": int(state.step), "config": cfg.to_dict()}
+    if write:
+        rundir.write_eval(out)
     return out

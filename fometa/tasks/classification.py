@@ -7,13 +7,13 @@ so the host never feeds the training loop.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from fometa.tasks.base import Task
-from fometa.tasks.sampling import epoch_batches
+from fometa.tasks.sampling import epoch_batches, independent_batches
 
 
 def _rotate(images: jax.Array, r: jax.Array) -> jax.Array:
@@ -63,6 +63,13 @@ class FewShotTasks(NamedTuple):
     Evaluation task (the paper's protocol): `shots` examples per class, `eval_inner_iters`
     minibatches of `eval_inner_batch`, and one query per class; its query dict also holds
     the support images as "context", for non-transductive prediction.
+
+    The paper's code's Sec. 6 options: `replacement` draws each minibatch independently
+    instead of cycling (training and evaluation); `tail_shots` keeps that many of a training
+    pool's examples per class apart as the last minibatch (its FOML `--foml-tail`), the
+    other `inner_iters - 1` minibatches coming from the rest, so the last step never sees
+    an example of the earlier ones. The tail batch holds `ways * tail_shots` examples,
+    which must equal `inner_batch`.
     """
 
     train_images: jax.Array
@@ -77,16 +84,36 @@ class FewShotTasks(NamedTuple):
     eval_inner_batch: int | None = 5
     rotate_train: bool = True
     rotate_test: bool = False
+    replacement: bool = False
+    tail_shots: int | None = None
+
+    def _batches(self, key, n, batch, iters):
+        sample = independent_batches if self.replacement else epoch_batches
+        return sample(key, n, batch or n, iters)
 
     def _task(self, key, images, rotate, pool, queries, iters, batch):
         ke, kb = jax.random.split(key)
         x, y = sample_episode(ke, images, self.ways, pool + queries, rotate)
         support, query = _flat(x[:, :pool], y[:, :pool]), _flat(x[:, pool:], y[:, pool:])
-        n = self.ways * pool
-        idx = epoch_batches(kb, n, batch or n, iters)
+        idx = self._batches(kb, self.ways * pool, batch, iters)
         return Task(jax.tree_util.tree_map(lambda a: a[idx], support), query), support
 
+    def _tail_task(self, key) -> Task:
+        """A training task whose last minibatch is its pool's last `tail_shots` per class."""
+        ke, kb = jax.random.split(key)
+        pool, tail = self.train_shots - self.tail_shots, self.tail_shots
+        x, y = sample_episode(ke, self.train_images, self.ways, self.train_shots + self.queries,
+                              self.rotate_train)
+        head = _flat(x[:, :pool], y[:, :pool])
+        last = _flat(x[:, pool:pool + tail], y[:, pool:pool + tail])
+        idx = self._batches(kb, self.ways * pool, self.inner_batch, self.inner_iters - 1)
+        support = jax.tree_util.tree_map(lambda h, t: jnp.concatenate([h[idx], t[None]]),
+                                         head, last)
+        return Task(support, _flat(x[:, pool + tail:], y[:, pool + tail:]))
+
     def train_task(self, key: jax.Array) -> Task:
+        if self.tail_shots is not None:
+            return self._tail_task(key)
         task, _ = self._task(key, self.train_images, self.rotate_train, self.train_shots,
                              self.queries, self.inner_iters, self.inner_batch)
         return task
@@ -97,11 +124,13 @@ class FewShotTasks(NamedTuple):
         return task._replace(query={**task.query, "context": support["x"]})
 
 
-def cross_entropy(apply, params, batch: dict[str, jax.Array]) -> jax.Array:
-    """Mean softmax cross-entropy of `apply(params, batch["x"])` against integer labels."""
+def cross_entropy(apply, params, batch: dict[str, jax.Array],
+                  reduce: Callable[[jax.Array], jax.Array] = jnp.mean) -> jax.Array:
+    """Softmax cross-entropy of `apply(params, batch["x"])` against integer labels, the
+    per-example losses [n] reduced by `reduce` (default: their mean)."""
     logits = apply(params, batch["x"])
     logz = jax.nn.logsumexp(logits, axis=-1)
-    return jnp.mean(logz - jnp.take_along_axis(logits, batch["y"][:, None], axis=-1)[:, 0])
+    return reduce(logz - jnp.take_along_axis(logits, batch["y"][:, None], axis=-1)[:, 0])
 
 
 def accuracies(apply, params, query: dict[str, jax.Array]) -> dict[str, jax.Array]:

@@ -18,3 +18,13 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int,
     perms = jax.vmap(lambda k: jax.random.permutation(k, num_examples))(
         jax.random.split(key, epochs))
     return perms.reshape(-1)[:total].reshape(num_batches, batch_size).astype(jnp.int32)
+
+
+def independent_batches(key: jax.Array, num_examples: int, batch_size: int,
+                        num_batches: int) -> jax.Array:
+    """Indices of `num_batches` minibatches drawn independently, int32 [num_batches,
+    batch_size]: each is `batch_size` distinct examples, and an example may appear in any
+    number of batches ("with replacement" across batches: the paper's code's
+    `--replacement`, `random.sample(samples, batch_size)` per batch)."""
+    return jax.vmap(lambda k: jax.random.permutation(k, num_examples)[:batch_size])(
+        jax.random.split(key, num_batches)).astype(jnp.int32)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,6 +73,8 @@ class SineTasks(NamedTuple):
         return Task(self._batch(kf, support), self._batch(kf, grid))
 
 
-def mse(predict, params, batch: dict[str, jax.Array]) -> jax.Array:
-    """Mean squared error of `predict(params, x)` against `batch["y"]`."""
-    return jnp.mean((predict(params, batch["x"]) - batch["y"]) ** 2)
+def mse(predict, params, batch: dict[str, jax.Array],
+        reduce: Callable[[jax.Array], jax.Array] = jnp.mean) -> jax.Array:
+    """Squared error of `predict(params, x)` against `batch["y"]`, reduced by `reduce`
+    (default: the mean squared error)."""
+    return reduce((predict(params, batch["x"]) - batch["y"]) ** 2)
