@@ -60,18 +60,38 @@ def inner_loop(loss_fn: LossFn, params: Params, support: Batch,
     recomputation with the forward pass.
     """
     num_steps(support)
-
-    def step(carry, batch):
-        p, s = carry
-        loss, grads = jax.value_and_grad(loss_fn)(p, batch)
-        updates, s = opt.update(grads, s, p)
-        return (optax.apply_updates(p, updates), s), loss
-
+    step = _stepper(loss_fn, opt)
     if remat:
         step = jax.checkpoint(step, prevent_cse=False)
     (adapted, final_state), losses = jax.lax.scan(step, (params, opt_state), support,
                                                   unroll=unroll)
     return adapted, final_state, losses
+
+
+def _stepper(loss_fn: LossFn, opt: optax.GradientTransformation,
+             each: Callable[[Params], Any] | None = None):
+    """The scan body of an inner loop: one optimizer step; its output is the loss before
+    the step, and with `each`, also `each(params after the step)`."""
+    def step(carry, batch):
+        p, s = carry
+        loss, grads = jax.value_and_grad(loss_fn)(p, batch)
+        updates, s = opt.update(grads, s, p)
+        p = optax.apply_updates(p, updates)
+        return (p, s), (loss if each is None else (loss, each(p)))
+
+    return step
+
+
+def inner_path(loss_fn: LossFn, params: Params, support: Batch,
+               opt: optax.GradientTransformation, opt_state: optax.OptState,
+               each: Callable[[Params], Any], unroll: int | bool = 1
+               ) -> tuple[Params, optax.OptState, jax.Array, Any]:
+    """`inner_loop` that also returns `each(params)` after every step, stacked [steps, ...]
+    (e.g. a metric along the adaptation, computed in the same loop)."""
+    num_steps(support)
+    (adapted, final_state), (losses, path) = jax.lax.scan(
+        _stepper(loss_fn, opt, each), (params, opt_state), support, unroll=unroll)
+    return adapted, final_state, losses, path
 
 
 def adapt(loss_fn: LossFn, params: Params, support: Batch, inner_opt: InnerOpt, *,

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from fometa.algorithms import Algorithm, get_rule, meta_gradient
-from fometa.inner import InnerOpt, LossFn, Params, as_optimizer, inner_loop
+from fometa.inner import InnerOpt, LossFn, Params, as_optimizer, inner_loop, inner_path
 from fometa.tasks.base import Task
 
 
@@ -134,13 +134,26 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
             adapted, _, _ = inner_loop(loss_fn, state.params, support, opt, start_state(state),
                                        unroll)
             return adapted
+        each = (lambda p: p) if each is None else each
+        stack = lambda *xs: jnp.stack(xs)
+        if steps[-1] > 0 and tuple(steps) in (tuple(range(steps[-1] + 1)),
+                                             tuple(range(1, steps[-1] + 1))):
+            # Every step: one loop whose body also records (one scan body to compile).
+            upto = jax.tree_util.tree_map(lambda a: a[:steps[-1]], support)
+            _, _, _, path = inner_path(loss_fn, state.params, upto, opt, start_state(state),
+                                       each, unroll)
+            if steps[0] == 0:
+                path = jax.tree_util.tree_map(
+                    lambda first, rest: jnp.concatenate([first[None], rest]),
+                    each(state.params), path)
+            return path
         params, inner, done, path = state.params, start_state(state), 0, []
         for k in steps:  # one inner loop per stretch between recorded step counts
             stretch = jax.tree_util.tree_map(lambda a: a[done:k], support)
             params, inner, _ = inner_loop(loss_fn, params, stretch, opt, inner, unroll)
-            path.append(params if each is None else each(params))
+            path.append(each(params))
             done = k
-        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *path)
+        return jax.tree_util.tree_map(stack, *path)
 
     return MetaLearner(init, step, adapt)
 

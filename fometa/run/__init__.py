@@ -5,7 +5,7 @@ training orchestration and the `fometa` command. It builds on the core (`fometa`
 functions); nothing outside it imports it but the `python -m fometa` entry point.
 """
 
-from fometa.run.evaluation import (by_steps, curve_steps, evaluate_tasks, mean_ci95,
+from fometa.run.evaluation import (by_steps, curve_steps, evaluate_tasks, evaluator, mean_ci95,
                                    summarize)
 from fometa.run.interrupt import TrainingInterrupted
 from fometa.run.loop import chunk_runner, task_batch
@@ -20,7 +20,7 @@ from fometa.run.training import evaluate_run, load_run, setup, train
 __all__ = [
     "Config", "DATASETS", "DEFAULT_PRESET", "Dataset", "INNER_OPTIMIZERS", "PRESETS", "Problem",
     "RunDir", "Splits", "TrainingInterrupted", "check", "chunk_runner", "classification_problem",
-    "evaluate_run", "evaluate_tasks", "load_run", "make_learner", "make_problem", "mean_ci95",
+    "evaluate_run", "evaluate_tasks", "evaluator", "load_run", "make_learner", "make_problem", "mean_ci95",
     "by_steps", "curve_steps", "plot_run", "plot_runs", "resolve", "setup", "summarize",
     "task_batch", "train",
 ]

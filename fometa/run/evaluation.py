@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,12 +29,14 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(1.96 * values.std(ddof=1) / math.sqrt(values.size))
 
 
-def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,
-                   num_tasks: int, memory: int | None = None, mesh: Mesh | None = None,
-                   steps: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
-    """The metrics after adaptation on `num_tasks` evaluation tasks, each shape [num_tasks];
-    with `steps`, after each of those numbers of inner steps, [num_tasks, len(steps)], from
-    one adaptation per task (`fometa.evaluate`).
+def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
+              steps: tuple[int, ...] | None = None, memory: int | None = None
+              ) -> Callable[[MetaState, jax.Array, int], dict[str, np.ndarray]]:
+    """`run(state, key, num_tasks)`: the metrics after adaptation on `num_tasks` evaluation
+    tasks drawn from `key`, each shape [num_tasks]; with `steps`, after each of those
+    numbers of inner steps, [num_tasks, len(steps)], from one adaptation per task
+    (`fometa.evaluate`). One `run` compiles once per chunk shape: keep it for repeated
+    evaluations (periodic ones during training).
 
     Tasks are sampled and adapted to on the device in vmapped chunks sized so that their
     data, and activations estimated at 32x the data, stay under `memory` bytes per device
@@ -46,10 +48,6 @@ def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key
     n = mesh_size(mesh)
     if memory is None:
         memory = 1 << 30 if jax.default_backend() == "cpu" else 1 << 34
-    task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
-        jax.eval_shape(problem.eval_task, key)))
-    per_device = max(1, min(-(-num_tasks // n), 1000, memory // (32 * max(task_bytes, 1))))
-    chunk = n * per_device
     whole, split = replicated(mesh), task_sharded(mesh)
 
     @functools.partial(jax.jit, in_shardings=(whole, split), out_shardings=whole)
@@ -57,13 +55,28 @@ def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key
         tasks = shard_tasks(jax.vmap(problem.eval_task)(keys), mesh)
         return evaluate(learner, state, tasks, problem.metric_fn, steps)
 
-    state = replicate(state, mesh)
-    keys = jax.random.split(key, num_tasks)
-    padded = num_tasks + (-num_tasks % chunk)  # repeat tasks to fill the last chunk
-    keys = keys[jnp.arange(padded) % num_tasks] if padded > num_tasks else keys
-    out = [jax.device_get(eval_chunk(state, jax.device_put(keys[i:i + chunk], split)))
-           for i in range(0, len(keys), chunk)]
-    return {k: np.concatenate([o[k] for o in out])[:num_tasks] for k in out[0]}
+    def run(state: MetaState, key: jax.Array, num_tasks: int) -> dict[str, np.ndarray]:
+        task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
+            jax.eval_shape(problem.eval_task, key)))
+        per_device = max(1, min(-(-num_tasks // n), 1000, memory // (32 * max(task_bytes, 1))))
+        chunk = n * per_device
+        state = replicate(state, mesh)
+        keys = jax.random.split(key, num_tasks)
+        padded = num_tasks + (-num_tasks % chunk)  # repeat tasks to fill the last chunk
+        keys = keys[jnp.arange(padded) % num_tasks] if padded > num_tasks else keys
+        out = [jax.device_get(eval_chunk(state, jax.device_put(keys[i:i + chunk], split)))
+               for i in range(0, len(keys), chunk)]
+        return {k: np.concatenate([o[k] for o in out])[:num_tasks] for k in out[0]}
+
+    return run
+
+
+def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,
+                   num_tasks: int, memory: int | None = None, mesh: Mesh | None = None,
+                   steps: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+    """One evaluation: `evaluator(learner, problem, mesh, steps, memory)(state, key,
+    num_tasks)`."""
+    return evaluator(learner, problem, mesh, steps, memory)(state, key, num_tasks)
 
 
 def summarize(problem: Problem, values: dict[str, np.ndarray], **extra) -> dict[str, Any]:

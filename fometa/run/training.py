@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax
 import jax
@@ -21,7 +21,7 @@ import fometa
 from fometa.errors import ConfigError
 from fometa.learner import MetaLearner, MetaState
 from fometa.run.checkpoint import Checkpoints
-from fometa.run.evaluation import by_steps, curve_steps, evaluate_tasks, summarize
+from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
 from fometa.run.interrupt import StopRequest, TrainingInterrupted
 from fometa.run.loop import chunk_runner
 from fometa.run.plots import plot_run
@@ -73,24 +73,24 @@ def _crossed(done: int, n: int, every: int | None) -> bool:
     return bool(every) and done // every > (done - n) // every
 
 
-def evaluation(cfg: Config, run: Setup, state: MetaState, num_tasks: int,
-               mesh: Mesh | None = None) -> dict[str, Any]:
-    """results.json's evaluation entries for `state` on `num_tasks` tasks."""
-    values = evaluate_tasks(run.learner, state, run.problem, run.eval_key, num_tasks, mesh=mesh)
-    return summarize(run.problem, values, inner_iters=cfg.eval_inner_iters)
+Evaluate = Callable[[MetaState, int], tuple[dict[str, Any], dict[str, Any]]]
 
 
-def final_evaluation(cfg: Config, run: Setup, state: MetaState,
-                     mesh: Mesh | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """results.json's evaluation entries on `cfg.eval_tasks` tasks, and inner_steps.json (the
-    metrics after `curve_steps` numbers of inner steps) from the same adaptations, so that
-    the curve's last point is the evaluation."""
+def evaluation(cfg: Config, run: Setup, mesh: Mesh | None = None) -> Evaluate:
+    """`evaluate(state, num_tasks) -> (results.json's evaluation entries, inner_steps.json)`
+    on tasks drawn from the run's evaluation key: the metrics after `curve_steps` numbers
+    of inner steps, from one adaptation per task; the entries are the last count's, so the
+    curve ends at the evaluation. Compiled once, for the periodic and final evaluations."""
     steps = curve_steps(cfg.eval_inner_iters)
-    values = evaluate_tasks(run.learner, state, run.problem, run.eval_key, cfg.eval_tasks,
-                            mesh=mesh, steps=steps)
-    final = {name: v[:, -1] for name, v in values.items()}
-    return (summarize(run.problem, final, inner_iters=cfg.eval_inner_iters),
-            by_steps(run.problem, values, steps))
+    evaluate = evaluator(run.learner, run.problem, mesh, steps)
+
+    def run_evaluation(state: MetaState, num_tasks: int):
+        values = evaluate(state, run.eval_key, num_tasks)
+        final = {name: v[:, -1] for name, v in values.items()}
+        return (summarize(run.problem, final, inner_iters=cfg.eval_inner_iters),
+                by_steps(run.problem, values, steps))
+
+    return run_evaluation
 
 
 class Trained(NamedTuple):
@@ -102,7 +102,7 @@ class Trained(NamedTuple):
 
 
 def meta_train(cfg: Config, run: Setup, state: MetaState, train_key: jax.Array, done: int,
-               seconds_before: float, mesh: Mesh, checkpoints: Checkpoints,
+               seconds_before: float, mesh: Mesh, evaluate: Evaluate, checkpoints: Checkpoints,
                reporter: Reporter, stop: StopRequest) -> Trained:
     """Runs meta-iterations `done` to `cfg.meta_iters` in compiled chunks of `log_every`,
     reporting each chunk, evaluating every `eval_every`, checkpointing every
@@ -125,8 +125,8 @@ def meta_train(cfg: Config, run: Setup, state: MetaState, train_key: jax.Array, 
         reporter.chunk(done, n, {k: float(v) for k, v in metrics.items()},
                        seconds_before + time.perf_counter() - start)
         if done < cfg.meta_iters and _crossed(done, n, cfg.eval_every):
-            reporter.evaluation(done, evaluation(cfg, run, state,
-                                                 min(cfg.eval_tasks, PERIODIC_EVAL_TASKS), mesh))
+            evals, _ = evaluate(state, min(cfg.eval_tasks, PERIODIC_EVAL_TASKS))
+            reporter.evaluation(done, evals)
         if done == cfg.meta_iters or _crossed(done, n, every) or stop.requested:
             checkpoints.save(done, state, train_key)
         if stop.requested:
@@ -193,10 +193,11 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool, tensorboard:
         with Reporter(rundir, title=f"{cfg.algorithm} {cfg.dataset}", total=cfg.meta_iters,
                       done=resumed_from, metric=run.problem.metric,
                       progress=progress and rundir.writer, writer=writer) as reporter:
+            evaluate = evaluation(cfg, run, mesh)
             with StopRequest() as stop:
                 trained = meta_train(cfg, run, state, train_key, resumed_from, seconds_before,
-                                     mesh, checkpoints, reporter, stop)
-            evals, curve = final_evaluation(cfg, run, trained.state, mesh)
+                                     mesh, evaluate, checkpoints, reporter, stop)
+            evals, curve = evaluate(trained.state, cfg.eval_tasks)
             reporter.evaluation(cfg.meta_iters, evals)
 
     state = jax.device_get(trained.state)  # replicated, so every process holds all of it
@@ -249,7 +250,7 @@ def evaluate_run(run_dir: str | Path, *, write: bool = True, **overrides: Any) -
     overrides = {k: v for k, v in overrides.items() if v is not None}
     rundir, cfg, state, run = _restore(run_dir, **overrides)
     with matmul_precision(cfg.matmul_precision):
-        evals, _ = final_evaluation(cfg, run, state)
+        evals, _ = evaluation(cfg, run)(state, cfg.eval_tasks)
     out = {**evals, "meta_iterations": int(state.step), "config": cfg.to_dict()}
     if write:
         rundir.write_eval(out)
