@@ -7,15 +7,21 @@ be compared with the same runs at another (`test_reference_runs.py`).
 
 from __future__ import annotations
 
-import io
-import os
 import json
+import os
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from synthetic import write_full_omniglot
+
+DRAWINGS = 3  # per character: enough for 2 training shots and a query
+
+
+def write_omniglot(root: Path) -> Path:
+    """The archive the reference runs were recorded on (1623 characters of 3 drawings)."""
+    return write_full_omniglot(root, DRAWINGS)
+
 
 # name -> (needs the synthetic Omniglot, fometa train arguments after the common ones)
 RUNS: dict[str, tuple[bool, list[str]]] = {
@@ -38,25 +44,6 @@ RUNS: dict[str, tuple[bool, list[str]]] = {
                                "--eval-inner-iters", "2"]),
 }
 COMMON = ["--no-progress"]
-
-CHARACTERS = (964, 659)  # images_background, images_evaluation: the official counts
-DRAWINGS = 3
-
-
-def write_omniglot(root: Path) -> Path:
-    """The official two zips with 1623 characters of `DRAWINGS` random 105x105 1-bit PNGs."""
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    for part, n in zip(("images_background", "images_evaluation"), CHARACTERS):
-        with zipfile.ZipFile(root / f"{part}.zip", "w", zipfile.ZIP_STORED) as z:
-            for c in range(n):
-                for d in range(1, DRAWINGS + 1):
-                    buf = io.BytesIO()
-                    Image.fromarray(rng.random((105, 105)) < 0.8).save(buf, format="PNG")
-                    z.writestr(f"{part}/{part[7:].title()}{c // 40:02d}/character{c % 40 + 1:02d}/"
-                               f"{c:04d}_{d:02d}.png", buf.getvalue())
-    return root
-
 
 def argv(name: str, run_dir: Path, data_dir: Path | None) -> list[str]:
     needs_data, args = RUNS[name]

@@ -71,3 +71,21 @@ def write_mini(root: Path, layout: str = "csv", sizes=((84, 84), (100, 90)), cou
                 w.writerow(["filename", "label"])
                 w.writerows(rows)
     return root
+
+
+OMNIGLOT_CHARACTERS = (964, 659)  # images_background, images_evaluation: the official counts
+
+
+def write_full_omniglot(root: Path, drawings: int) -> Path:
+    """The official two zips with all 1623 characters (the paper split's count), each of
+    `drawings` random 105x105 1-bit PNGs; the same files for the same `drawings`."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for part, n in zip(("images_background", "images_evaluation"), OMNIGLOT_CHARACTERS):
+        with zipfile.ZipFile(root / f"{part}.zip", "w", zipfile.ZIP_STORED) as z:
+            for c in range(n):
+                for d in range(1, drawings + 1):
+                    name = (f"{part}/{part[7:].title()}{c // 40:02d}/character{c % 40 + 1:02d}/"
+                            f"{c:04d}_{d:02d}.png")
+                    z.writestr(name, _png(rng.random((105, 105)) < 0.8))
+    return root
