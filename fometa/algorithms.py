@@ -15,7 +15,8 @@ from typing import Callable, NamedTuple, Optional, Union
 import jax
 import optax
 
-from fometa.inner import Batch, InnerOpt, LossFn, Params, as_optimizer, inner_loop
+from fometa.inner import (Batch, InnerOpt, LossFn, Params, as_optimizer, inner_loop,
+                          start_state)
 
 # run_inner(params, support=None, state=None) -> (adapted params, final inner optimizer
 # state, loss before each step [steps]): the inner loop from `params` on `support` (default:
@@ -141,7 +142,7 @@ def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support
 def _contract(algorithm, loss_fn, params, support, query, inner_opt, inner_state,
               return_state, unroll, remat):
     opt = as_optimizer(inner_opt)
-    state = opt.init(params) if inner_state is None else inner_state
+    state = start_state(opt, params, inner_state)
     grad, final_state, _ = meta_gradient(algorithm, loss_fn, params, support, query, opt,
                                          state, unroll, remat)
     return (grad, final_state) if return_state else grad

@@ -35,6 +35,10 @@ class RunDirError(UserError):
     """A run directory that cannot be used as asked (other settings, unreadable files)."""
 
 
+class DivergenceError(UserError):
+    """Training or evaluation produced values that are not finite (NaN or inf)."""
+
+
 class MissingPackageError(UserError):
     """An optional package that a requested feature needs is not installed."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Callable, Union
 
@@ -24,6 +25,10 @@ def as_optimizer(inner_opt: InnerOpt) -> optax.GradientTransformation:
                         f"learning rate, got {inner_opt!r}")
     if isinstance(inner_opt, numbers.Real) or (
             isinstance(inner_opt, (jax.Array, jnp.ndarray)) and jnp.ndim(inner_opt) == 0):
+        if isinstance(inner_opt, numbers.Real) and not (math.isfinite(inner_opt)
+                                                        and inner_opt > 0):
+            raise ValueError(f"the inner learning rate must be a finite number > 0, got "
+                             f"{inner_opt!r}")
         return optax.sgd(inner_opt)
     raise TypeError("inner_opt must be an optax.GradientTransformation or a float "
                     f"learning rate, got {type(inner_opt).__name__}")
@@ -94,6 +99,22 @@ def inner_path(loss_fn: LossFn, params: Params, support: Batch,
     return adapted, final_state, losses, path
 
 
+def start_state(opt: optax.GradientTransformation, params: Params,
+                inner_state: optax.OptState | None) -> optax.OptState:
+    """`inner_state`, or `opt.init(params)` if None; a ValueError naming the difference if
+    `inner_state` is not a state of `opt` for `params` (another optimizer's, other params')."""
+    fresh = opt.init(params)
+    if inner_state is None:
+        return fresh
+    expected = jax.tree_util.tree_structure(fresh)
+    given = jax.tree_util.tree_structure(inner_state)
+    shapes = lambda t: [jnp.shape(x) for x in jax.tree_util.tree_leaves(t)]
+    if given != expected or shapes(inner_state) != shapes(fresh):
+        raise ValueError("inner_state is not a state of inner_opt for these params: expected "
+                         f"the structure of inner_opt.init(params), {expected}, got {given}")
+    return inner_state
+
+
 def adapt(loss_fn: LossFn, params: Params, support: Batch, inner_opt: InnerOpt, *,
           inner_state: optax.OptState | None = None, return_state: bool = False,
           unroll: int | bool = 1, remat: bool = False):
@@ -113,6 +134,6 @@ def adapt(loss_fn: LossFn, params: Params, support: Batch, inner_opt: InnerOpt, 
       The adapted params, or `(adapted, final_state)` if `return_state`.
     """
     opt = as_optimizer(inner_opt)
-    state = opt.init(params) if inner_state is None else inner_state
+    state = start_state(opt, params, inner_state)
     adapted, final_state, _ = inner_loop(loss_fn, params, support, opt, state, unroll, remat)
     return (adapted, final_state) if return_state else adapted

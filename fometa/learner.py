@@ -68,7 +68,8 @@ def _mean_over_tasks(tree):
 def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                  outer_opt: optax.GradientTransformation | None = None, *,
                  carry_inner_state: bool = False, sequential_tasks: bool = False,
-                 unroll: int | bool = 1, remat: bool = False) -> MetaLearner:
+                 unroll: int | bool = 1, remat: bool = False,
+                 check_finite: bool = False) -> MetaLearner:
     """Builds a meta-learner.
 
     Args:
@@ -91,6 +92,8 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         second-order gradient then keeps only each step's params, optimizer state and
         batch, not its activations, and recomputes them. No effect on the results; on
         the CPU MAML is also faster with it.
+      check_finite: the step's metrics also hold "finite": 1.0 if the new params and the
+        step's losses are all finite, else 0.0 (divergence: NaN or inf).
     """
     rule = get_rule(algorithm)
     opt = as_optimizer(inner_opt)
@@ -126,6 +129,11 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         params = optax.apply_updates(state.params, updates)
         inner_state = final if carry_inner_state else state.inner_state
         metrics = jax.tree_util.tree_map(jnp.mean, metrics)
+        if check_finite:
+            leaves = jax.tree_util.tree_leaves((params, metrics))
+            metrics["finite"] = jnp.all(jnp.array(
+                [jnp.all(jnp.isfinite(x)) for x in leaves
+                 if jnp.issubdtype(x.dtype, jnp.inexact)])).astype(jnp.float32)
         return MetaState(params, outer_state, inner_state, state.step + 1), metrics
 
     def adapt(state: MetaState, support, steps: tuple[int, ...] | None = None,

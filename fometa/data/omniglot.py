@@ -306,6 +306,9 @@ class _Source:
         if self._zip is None:
             try:
                 self._zip = zipfile.ZipFile(self.path)
+            except PermissionError as e:
+                raise DataError(f"cannot read {self.path} ({e.strerror}): give this user read "
+                                "permission on it") from e
             except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
                 raise DataError(
                     f"{self.path} is not a readable zip archive ({one_line(e)}): it may be truncated or "

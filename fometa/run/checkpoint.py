@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import logging
+import shutil
 import sys
 import threading
 import time
@@ -58,7 +60,28 @@ def _quiet_collect() -> None:
 
 
 def _quiet_orbax() -> contextlib.AbstractContextManager:
-    return _log_level("absl", logging.WARNING)  # orbax logs every save at INFO
+    # orbax logs every save at INFO and some restores at WARNING (absl's logger)
+    return _log_level("absl", logging.ERROR)
+
+
+def _checksum(tree: Any) -> np.ndarray:
+    """SHA-256 of every leaf's path, dtype, shape and bytes, as uint8 [32]."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        a = np.ascontiguousarray(jax.device_get(leaf))
+        digest.update(f"{jax.tree_util.keystr(path)}:{a.dtype}:{a.shape}:".encode())
+        digest.update(a.tobytes())
+    return np.frombuffer(digest.digest(), np.uint8).copy()
+
+
+def _reason(error: BaseException) -> str:
+    """An OS reason found in an orbax/tensorstore error's message, else its type."""
+    text = str(error)
+    for reason in ("No space left on device", "Read-only file system", "Permission denied",
+                   "Disk quota exceeded"):
+        if reason in text:
+            return reason
+    return type(error).__name__
 
 
 class Checkpoints:
@@ -71,20 +94,36 @@ class Checkpoints:
         options = ocp.CheckpointManagerOptions(max_to_keep=MAX_TO_KEEP, create=create,
                                                enable_async_checkpointing=False)
         with _quiet_orbax():
-            self._manager = ocp.CheckpointManager(self.path, options=options)
+            self._manager = ocp.CheckpointManager(
+                self.path, options=options, item_handlers=ocp.StandardCheckpointHandler())
 
     def latest_step(self) -> int | None:
         """The meta-iteration of the newest complete checkpoint, or None."""
         return self._manager.latest_step()
 
     def save(self, iteration: int, state: Any, train_key: jax.Array) -> None:
+        """Writes checkpoint `iteration` with a checksum of its contents; a one-line
+        CheckpointError if it cannot be written (the previous checkpoints are kept)."""
         if iteration == self.latest_step():
             return
         tree = {"state": state, "train_key": np.asarray(jax.device_get(train_key)),
                 "iteration": np.asarray(iteration, np.int64)}
-        with _quiet_orbax():
-            self._manager.save(iteration, args=ocp.args.StandardSave(tree), force=True)
-            self._manager.wait_until_finished()
+        tree["checksum"] = _checksum(tree)
+        try:
+            with _quiet_orbax():
+                self._manager.save(iteration, args=ocp.args.StandardSave(tree), force=True)
+                self._manager.wait_until_finished()
+        except Exception as e:  # tensorstore and orbax raise many types
+            _quiet_collect()
+            for tmp in self.path.glob(f"{iteration}.orbax-checkpoint-tmp*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise CheckpointError(f"checkpoint {self.path / str(iteration)} could not be "
+                                  f"written ({_reason(e)}); {self._kept(iteration)}") from None
+
+    def _kept(self, step: int) -> str:
+        older = [s for s in self._manager.all_steps() if s < step]
+        return (f"the one at meta-iteration {max(older)} is kept" if older
+                else "no earlier checkpoint exists")
 
     def restore(self, state_template: Any, train_key: jax.Array,
                 step: int | None = None) -> tuple[Any, jax.Array, int]:
@@ -97,9 +136,15 @@ class Checkpoints:
         folder = self.path / str(step)
         template = {"state": state_template, "train_key": np.asarray(jax.device_get(train_key)),
                     "iteration": np.asarray(0, np.int64)}
+        older = [s for s in self._manager.all_steps() if s < step]
+        hint = f"; delete it to use the one at meta-iteration {max(older)}" if older else ""
         error = None
         try:
             with _quiet_orbax():
+                # Checkpoints written before checksums existed have none to verify.
+                verified = "checksum" in self._manager.item_metadata(step)
+                if verified:
+                    template["checksum"] = np.zeros(32, np.uint8)
                 out = self._manager.restore(step, args=ocp.args.StandardRestore(template))
             iteration = int(out["iteration"])
             if iteration != step:
@@ -108,10 +153,13 @@ class Checkpoints:
             error = type(e).__name__
         if error is not None:
             _quiet_collect()  # orbax's abandoned read coroutines would print tracebacks
-            older = [s for s in self._manager.all_steps() if s < step]
-            hint = f"; delete it to use the one at meta-iteration {max(older)}" if older else ""
-            raise CheckpointError(f"checkpoint {folder} could not be read ({error}): it is damaged, "
-                              f"incomplete or from another config{hint}")
+            raise CheckpointError(f"checkpoint {folder} could not be read ({error}): it is "
+                                  f"damaged, incomplete or from another config{hint}")
+        if verified:
+            saved = np.asarray(out.pop("checksum"))
+            if not np.array_equal(saved, _checksum(out)):
+                raise CheckpointError(f"checkpoint {folder} is damaged: its contents do not "
+                                      f"match the checksum written with them{hint}")
         return out["state"], out["train_key"], iteration
 
     def close(self) -> None:

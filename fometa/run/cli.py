@@ -9,9 +9,10 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from typing import Any
 
-from fometa.errors import UserError
+from fometa.errors import UserError, one_line
 from fometa.run.plots import OVERLAY, plot_runs
 from fometa.run.presets import PRESETS, paper_result, resolve
 from fometa.run.rundir import RESULTS, TENSORBOARD
@@ -70,6 +71,12 @@ def given_settings(args: argparse.Namespace, names) -> dict[str, Any]:
     return {name: parse(name, v) if isinstance(v, str) else v for name, v in values.items()}
 
 
+def _mean_ci(entry: dict[str, Any]) -> str:
+    """An evaluation entry as "mean +/- ci95" (no interval from a single task)."""
+    ci = f" +/- {entry['ci95']:.4f}" if entry["ci95"] is not None else ""
+    return f"{entry['mean']:.4f}{ci}"
+
+
 def _train(args: argparse.Namespace) -> int:
     settings = given_settings(args, [name for name, _ in flags()])
     cfg = resolve(settings.pop("dataset"), settings.pop("preset"), **settings)
@@ -83,10 +90,9 @@ def _train(args: argparse.Namespace) -> int:
         print(f"resumed at meta-iteration {results['resumed_from']}")
     ev = results["eval"]
     line = (f"{ev['metric']} after {cfg.eval_inner_iters} inner steps on {ev['tasks']} tasks: "
-            f"{ev['mean']:.4f} +/- {ev['ci95']:.4f}")
+            f"{_mean_ci(ev)}")
     if "eval_transductive" in results:
-        tr = results["eval_transductive"]
-        line += f" (transductive {tr['mean']:.4f} +/- {tr['ci95']:.4f})"
+        line += f" (transductive {_mean_ci(results['eval_transductive'])})"
     print(f"{line}  [{results['wall_seconds']:.1f} s; run dir {run_dir}]")
     return 0
 
@@ -112,15 +118,21 @@ def _presets(args: argparse.Namespace) -> int:
 COMMANDS = {"train": _train, "eval": _eval, "plot": _plot, "presets": _presets}
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"fometa: warning: {one_line(message)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():  # restores the caller's warning display on exit
+            warnings.showwarning = _one_line_warning
+            return COMMANDS[args.command](args)
     except UserError as e:
         print(f"fometa: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # TrainingInterrupted says where and how to resume
-        print(f"fometa: {e or 'interrupted'}", file=sys.stderr)
+        print(f"fometa: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130
 
 

@@ -21,11 +21,11 @@ from fometa.sharding import (Mesh, mesh_size, replicate, replicated, shard_tasks
                              task_sharded)
 
 
-def mean_ci95(values: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width of its 95% normal confidence interval."""
+def mean_ci95(values: np.ndarray) -> tuple[float, float | None]:
+    """Mean and the half-width of its 95% normal confidence interval (None for one value)."""
     values = np.asarray(values, dtype=np.float64)
     if values.size < 2:
-        return float(values.mean()), float("nan")
+        return float(values.mean()), None
     return float(values.mean()), float(1.96 * values.std(ddof=1) / math.sqrt(values.size))
 
 

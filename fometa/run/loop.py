@@ -24,6 +24,8 @@ def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
 def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array,
                  mesh: Mesh | None = None, unroll: int | bool = 1):
     """A jitted `run(state, iterations) -> (state, mean metrics)` over a run of iterations.
+    With a learner that checks finiteness (`meta_learner(check_finite=True)`), the metrics
+    hold "nonfinite_at": the first iteration whose step was not finite, or -1.
 
     Iteration i samples its tasks from `fold_in(train_key, i)`, so results do not depend on
     how the run is cut into chunks. Sampling, inner loops and meta-updates all stay on the
@@ -49,6 +51,11 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
     @functools.partial(jax.jit, in_shardings=(whole, whole), out_shardings=(whole, whole))
     def meta_chunk(state, iterations):
         state, metrics = jax.lax.scan(body, state, iterations, unroll=unroll)
-        return state, jax.tree_util.tree_map(jnp.mean, metrics)
+        finite = metrics.pop("finite", None)
+        means = jax.tree_util.tree_map(jnp.mean, metrics)
+        if finite is not None:  # a learner with check_finite: where the chunk first diverged
+            means["nonfinite_at"] = jnp.where(jnp.all(finite > 0), -1,
+                                              iterations[jnp.argmin(finite)])
+        return state, means
 
     return meta_chunk

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from fometa.errors import UserError
 from fometa.run.rundir import (ADAPTATION_PLOT, INNER_STEPS_PLOT, LEARNING_CURVE_PLOT, RunDir,
                                require_runs)
 
@@ -47,7 +48,7 @@ def _curves(axes, run: RunDir, label: str | None, color=None) -> None:
             continue
         its = [p[0] for p in points]
         mean = np.array([p[1]["mean"] for p in points])
-        ci = np.nan_to_num(np.array([p[1]["ci95"] for p in points]))
+        ci = np.nan_to_num(np.array([p[1]["ci95"] for p in points], dtype=float))
         suffix = " (transductive)" if name != "eval" else ""
         lines = axes[1].plot(its, mean, style, color=color, ms=4,
                              label=(label or "") + suffix or None)
@@ -72,15 +73,22 @@ def learning_curve(run: RunDir) -> Path:
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> Path:
     """The learning curves of several runs overlaid in one figure, written to `out`
-    (default `learning_curves.png` in the current folder)."""
+    (default `learning_curves.png` in the current folder; its suffix picks the format)."""
+    out = Path(out or OVERLAY)
     fig = _figure((10, 3.8))
+    formats = fig.canvas.get_supported_filetypes()
+    if out.suffix[1:].lower() not in formats:
+        raise UserError(f"cannot write {out}: unknown image format {out.suffix!r}; use one of "
+                        f"{', '.join('.' + f for f in sorted(formats))}")
+    if not out.absolute().parent.is_dir():
+        raise UserError(f"cannot write {out}: folder {out.absolute().parent} does not exist")
     axes = fig.subplots(1, 2)
     for i, run in enumerate(require_runs(run_dirs)):
         _curves(axes, run, run.path.name, color=f"C{i}")
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    return _save(fig, Path(out or OVERLAY))
+    return _save(fig, out)
 
 
 def inner_steps(run: RunDir, curve: dict) -> Path:
@@ -92,7 +100,7 @@ def inner_steps(run: RunDir, curve: dict) -> Path:
         if name not in curve:
             continue
         mean = np.array(curve[name]["mean"])
-        ci = np.nan_to_num(np.array(curve[name]["ci95"]))
+        ci = np.nan_to_num(np.array(curve[name]["ci95"], dtype=float))
         label = ("transductive" if name != curve["metric"] else "non-transductive") if both else None
         line = ax.plot(curve["steps"], mean, style, ms=4, label=label)
         ax.fill_between(curve["steps"], mean - ci, mean + ci, alpha=0.2, color=line[0].get_color())
@@ -123,13 +131,17 @@ def adaptation(run: RunDir, figure: dict) -> Path:
     return _save(fig, run.file(ADAPTATION_PLOT))
 
 
-def plot_run(run: RunDir) -> list[Path]:
-    """Every plot of a finished run that its files allow (see the module docstring)."""
-    out = [learning_curve(run)]
+def plot_run(run: RunDir, missing_only: bool = False) -> list[Path]:
+    """Every plot of a finished run that its files allow (see the module docstring); with
+    `missing_only`, only those not there yet (a run killed while plotting)."""
+    def wanted(name: str) -> bool:
+        return not (missing_only and run.file(name).is_file())
+
+    out = [learning_curve(run)] if wanted(LEARNING_CURVE_PLOT) else []
     curve = run.read_inner_steps()
-    if curve is not None:
+    if curve is not None and wanted(INNER_STEPS_PLOT):
         out.append(inner_steps(run, curve))
     figure = run.read_adaptation()
-    if figure is not None:
+    if figure is not None and wanted(ADAPTATION_PLOT):
         out.append(adaptation(run, figure))
     return out

@@ -290,4 +290,4 @@ def make_learner(cfg, problem: Problem) -> MetaLearner:
                         INNER_OPTIMIZERS[cfg.inner_optimizer](cfg.inner_lr), outer,
                         carry_inner_state=cfg.carry_inner_state,
                         sequential_tasks=cfg.task_order == "sequential", unroll=cfg.unroll,
-                        remat=cfg.remat)
+                        remat=cfg.remat, check_finite=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
@@ -11,15 +11,15 @@ from fometa.errors import MissingPackageError
 from fometa.run.rundir import RunDir
 
 
-def tensorboard_writer(run: RunDir):
-    """A tensorboardX SummaryWriter on the run's tensorboard folder (MissingPackageError
-    without tensorboardX)."""
+def tensorboard() -> Callable[[RunDir], Any]:
+    """`open(run)`: a tensorboardX SummaryWriter on a run's tensorboard folder; a
+    MissingPackageError without tensorboardX (asked before anything is written)."""
     try:
         from tensorboardX import SummaryWriter  # optional: pip install 'fometa[tensorboard]'
     except ImportError:
         raise MissingPackageError("--tensorboard needs the tensorboardX package; install it "
                                   "with pip install 'fometa[tensorboard]'") from None
-    return SummaryWriter(str(run.tensorboard_dir()))
+    return lambda run: SummaryWriter(str(run.tensorboard_dir()))
 
 
 class Reporter:

@@ -8,9 +8,13 @@ checkpoints/, tensorboard/ and the plots: written, trimmed, compared and read he
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import tempfile
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 import jax
 import numpy as np
@@ -34,18 +38,35 @@ ADAPTATION_PLOT = "adaptation.png"
 TRAIN, EVALUATION = "train", "eval"  # the "kind" of a metrics.jsonl line
 
 
+LOCK = ".lock"  # held (flock) by the one process writing the run directory
+
+OWNED = (CONFIG, METRICS, RESULTS, EVAL, INNER_STEPS, ADAPTATION, LEARNING_CURVE_PLOT,
+         INNER_STEPS_PLOT, ADAPTATION_PLOT)
+
+
 def _existing(path: Path) -> Path:
-    """`path`, or a one-line RunDirError if it is not there."""
+    """`path`, or a one-line RunDirError if it is not there or not a file."""
+    if path.is_dir():
+        raise RunDirError(f"{path} is a folder; expected the file that 'fometa train' writes")
     if not path.is_file():
         raise RunDirError(f"{path} not found; expected a run directory written by 'fometa train'")
     return path
 
 
-def _write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
-    """Writes `obj` to `path` atomically (a temporary file renamed into place)."""
+def _write_text(path: Path, text: str) -> None:
+    """Writes `text` to `path` atomically (a temporary file renamed into place); a one-line
+    RunDirError if it cannot be written (a full disk, a read-only file system)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise RunDirError(f"cannot write {path} ({e.strerror})") from None
+
+
+def _write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
+    _write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")  # never NaN
 
 
 class MetricsLog:
@@ -56,8 +77,11 @@ class MetricsLog:
 
     def _write(self, entry: dict[str, Any]) -> None:
         if self._file is not None:
-            self._file.write(json.dumps(entry) + "\n")
-            self._file.flush()
+            try:
+                self._file.write(json.dumps(entry, allow_nan=False) + "\n")
+                self._file.flush()
+            except OSError as e:
+                raise RunDirError(f"cannot write {self._file.name} ({e.strerror})") from None
 
     def train(self, iteration: int, metrics: dict[str, float], seconds: float) -> None:
         """A logged chunk: its mean training metrics and the training seconds so far."""
@@ -85,6 +109,59 @@ class RunDir:
     def __init__(self, path: str | Path, *, writer: bool = True):
         self.path = Path(path)
         self.writer = writer
+
+    @contextlib.contextmanager
+    def writing(self, what: str, create: bool = True) -> Iterator["RunDir"]:
+        """The run directory, checked writable and locked for this process while the block
+        runs (`what` names the job for whoever is refused). A second writer (another
+        `fometa train` or `fometa eval` on it) is refused with a RunDirError naming the
+        process that holds it; the OS releases the lock of a process that dies. Without
+        `create`, the run directory must already hold a run (its config.json)."""
+        if not self.writer:
+            yield self
+            return
+        if not create:
+            _existing(self.file(CONFIG))
+        self._check_writable()
+        with open(self.file(LOCK), "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lock.seek(0)
+                holder = lock.read().strip() or "another process"
+                raise RunDirError(f"run dir {self.path} is being written by {holder}; wait for "
+                                  "it to finish, or choose another --run-dir") from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"process {os.getpid()} ({what})\n")
+            lock.flush()
+            try:
+                yield self
+            finally:
+                lock.seek(0)
+                lock.truncate()
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _check_writable(self) -> None:
+        """One-line RunDirErrors for a run directory that cannot be written."""
+        try:
+            str(self.path).encode("utf-8")
+        except UnicodeEncodeError:
+            raise RunDirError(f"run dir {ascii(str(self.path))} is not a valid UTF-8 name; "
+                              "choose another --run-dir") from None
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"run dir {self.path} is a file; choose a folder for --run-dir")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.path):
+                pass
+        except OSError as e:
+            raise RunDirError(f"cannot write to run dir {self.path} ({e.strerror}); choose "
+                              "another --run-dir") from None
+        for name in OWNED:
+            if self.file(name).is_dir():
+                raise RunDirError(f"{self.file(name)} is a folder; expected the file that "
+                                  "'fometa train' writes (move it away)")
 
     def __str__(self) -> str:
         return str(self.path)
@@ -146,9 +223,7 @@ class RunDir:
                 kept.append(line)
                 if entry.get("kind") == TRAIN:
                     seconds = float(entry.get("seconds", seconds))
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(path)
+        _write_text(path, "".join(line + "\n" for line in kept))
         return seconds
 
     def metrics_log(self) -> MetricsLog:
@@ -157,8 +232,19 @@ class RunDir:
 
     def read_metrics(self) -> tuple[list[dict], list[dict]]:
         """The training and evaluation lines of metrics.jsonl."""
-        text = _existing(self.file(METRICS)).read_text()
-        lines = [json.loads(l) for l in text.splitlines() if l.strip()]
+        path = _existing(self.file(METRICS))
+        rows = [l for l in path.read_text().splitlines() if l.strip()]
+        lines = []
+        for number, row in enumerate(rows, 1):
+            try:
+                entry = json.loads(row)
+                if not isinstance(entry, dict) or not isinstance(entry.get("iteration"), int):
+                    raise ValueError
+                lines.append(entry)
+            except ValueError:
+                if number < len(rows):  # a last line may be half written by a killed run
+                    raise RunDirError(f"line {number} of {path} is not a metrics line; expected "
+                                      "the lines that 'fometa train' writes") from None
         return ([l for l in lines if l.get("kind") == TRAIN],
                 [l for l in lines if l.get("kind") == EVALUATION])
 

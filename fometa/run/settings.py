@@ -23,6 +23,8 @@ from fometa.run.problems import (COMPUTE_DTYPES, DATASETS, INNER_OPTIMIZERS, LOS
 
 
 TASK_ORDERS: tuple[str, ...] = ("parallel", "sequential")
+SEEDS = 2 ** 64         # a seed is 64 bits: the two 32-bit words of a threefry key
+ITERATIONS = 2 ** 31 - 1  # meta-iterations are counted in int32 (MetaState.step)
 
 
 def flag(name: str) -> str:
@@ -41,14 +43,17 @@ def _refuse(kind: Any, name: str, value: Any) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Whole:
-    """A whole number >= `minimum`."""
+    """A whole number >= `minimum` (and <= `maximum`, where there is one)."""
 
     minimum: int = 1
+    maximum: int | None = None
     metavar = "N"
 
     @property
     def allowed(self) -> str:
-        return f"a whole number >= {self.minimum}"
+        if self.maximum is None:
+            return f"a whole number >= {self.minimum}"
+        return f"a whole number from {self.minimum} to {self.maximum}"
 
     def parse(self, name: str, text: str) -> int:
         try:
@@ -58,7 +63,8 @@ class Whole:
                               f"(expected >= {self.minimum})") from None
 
     def check(self, name: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < self.minimum:
+        if (isinstance(value, bool) or not isinstance(value, int) or value < self.minimum
+                or (self.maximum is not None and value > self.maximum)):
             _refuse(self, name, value)
 
 
@@ -133,7 +139,8 @@ class Devices:
         return text
 
     def check(self, name: str, value: Any) -> None:
-        if not (value == "all" or (isinstance(value, str) and value.isdigit() and int(value) > 0)):
+        if not (value == "all" or (isinstance(value, str) and value.isascii() and value.isdigit()
+                                   and int(value) > 0)):
             _refuse(self, name, value)
 
 
@@ -199,7 +206,7 @@ class Config:
     preset: str | None = setting(None, Text(),
                                  "a row of the paper's experiments (see 'fometa presets')",
                                  metavar="NAME")
-    seed: int = setting(0, Whole(0), "PRNG seed")
+    seed: int = setting(0, Whole(0, SEEDS - 1), "PRNG seed: each gives its own stream")
     # Tasks.
     ways: int | None = setting(None, Whole(), "classes per task")
     shots: int = setting(10, Whole(), "support examples per class at evaluation",
@@ -245,7 +252,7 @@ class Config:
         evaluation=True)
     devices: str = setting("1", Devices(), "devices to shard the task batch over: N or 'all'")
     # Outer loop.
-    meta_iters: int = setting(30000, Whole(), "meta-iterations")
+    meta_iters: int = setting(30000, Whole(1, ITERATIONS), "meta-iterations")
     meta_batch: int = setting(1, Whole(), "tasks per meta-iteration")
     outer_lr: float = setting(1e-3, Real(), "MAML/FOMAML meta-optimizer (Adam) step size")
     outer_clip: float | None = setting(

@@ -14,11 +14,13 @@ from typing import Any, Callable, NamedTuple
 
 import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 import fometa
-from fometa.errors import ConfigError
+from fometa.algorithms import get_rule
+from fometa.errors import ConfigError, DivergenceError
 from fometa.learner import MetaLearner, MetaState
 from fometa.run.checkpoint import Checkpoints
 from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
@@ -26,7 +28,8 @@ from fometa.run.interrupt import StopRequest, TrainingInterrupted
 from fometa.run.loop import chunk_runner
 from fometa.run.plots import plot_run
 from fometa.run.problems import Problem, make_learner, make_problem, matmul_precision
-from fometa.run.report import Reporter, tensorboard_writer
+from fometa.run import report
+from fometa.run.report import Reporter
 from fometa.run.rundir import RunDir
 from fometa.run.settings import Config, check, evaluation_settings
 from fometa.sharding import (Mesh, check_divisible, device_names, replicate, select_devices,
@@ -45,11 +48,18 @@ class Setup(NamedTuple):
     eval_key: jax.Array
 
 
+def seed_key(seed: int) -> jax.Array:
+    """The PRNG key of a seed in [0, 2**64): its high and low 32-bit words as the threefry
+    key, which is `jax.random.PRNGKey(seed)` for seeds below 2**32 (PRNGKey itself keeps
+    only 32 bits of a seed unless jax_enable_x64 is on)."""
+    return jnp.asarray([seed >> 32, seed & 0xFFFFFFFF], dtype=jnp.uint32)
+
+
 def setup(cfg: Config) -> Setup:
     """The problem, learner and keys of a run (shared by `train` and `evaluate_run`)."""
     problem = make_problem(cfg)
     learner = make_learner(cfg, problem)
-    init_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)
+    init_key, train_key, eval_key = jax.random.split(seed_key(cfg.seed), 3)
     return Setup(problem, learner, init_key, train_key, eval_key)
 
 
@@ -86,6 +96,11 @@ def evaluation(cfg: Config, run: Setup, mesh: Mesh | None = None) -> Evaluate:
 
     def run_evaluation(state: MetaState, num_tasks: int):
         values = evaluate(state, run.eval_key, num_tasks)
+        if not all(np.isfinite(v).all() for v in values.values()):
+            raise DivergenceError(
+                f"evaluation after meta-iteration {int(state.step)} is not finite (NaN or "
+                f"inf): adaptation diverges at test time; look at {_steps(cfg)}, "
+                f"--eval-inner-iters {cfg.eval_inner_iters}")
         final = {name: v[:, -1] for name, v in values.items()}
         return (summarize(run.problem, final, inner_iters=cfg.eval_inner_iters),
                 by_steps(run.problem, values, steps))
@@ -101,26 +116,99 @@ class Trained(NamedTuple):
     compile_seconds: float
 
 
-def meta_train(cfg: Config, run: Setup, state: MetaState, train_key: jax.Array, done: int,
-               seconds_before: float, mesh: Mesh, evaluate: Evaluate, checkpoints: Checkpoints,
-               reporter: Reporter, stop: StopRequest) -> Trained:
+def available_memory(device: jax.Device) -> int | None:
+    """Bytes a device can still allocate: the accelerator's limit, or the host's available
+    memory for the CPU (Linux); None where unknown."""
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_memory(compiled: Any, cfg: Config, mesh: Mesh) -> None:
+    """A one-line ConfigError, before running it, for a compiled training step that needs
+    more memory than its device has (instead of an out-of-memory crash)."""
+    stats = compiled.memory_analysis()
+    available = available_memory(mesh.devices.flat[0])
+    if stats is None or available is None:
+        return
+    needed = (stats.temp_size_in_bytes + stats.argument_size_in_bytes
+              + stats.output_size_in_bytes)
+    if needed > available:
+        raise ConfigError(f"the training step needs {needed / 2**30:.1f} GiB of memory per "
+                          f"device, {available / 2**30:.1f} GiB are available; lower "
+                          f"--meta-batch {cfg.meta_batch} (or --inner-batch, --devices more)")
+
+
+def _steps(cfg: Config) -> str:
+    """The settings that size the steps, as flags, for divergence messages."""
+    outer = (f"--meta-step {cfg.meta_step}" if get_rule(cfg.algorithm).interpolates
+             else f"--outer-lr {cfg.outer_lr}")
+    return (f"--inner-lr {cfg.inner_lr} ({cfg.inner_optimizer}, --loss-reduction "
+            f"{cfg.loss_reduction}) and {outer}")
+
+
+def _last_checkpoint(checkpoints: Checkpoints) -> str:
+    latest = checkpoints.latest_step()
+    return ("no checkpoint was written" if latest is None else
+            f"the last checkpoint, at meta-iteration {latest}, is finite and kept")
+
+
+class Chunks:
+    """A run's compiled training chunks, by length: each compiled once, on first use or
+    ahead (`prepare`), and refused before it runs if it needs more memory than there is."""
+
+    def __init__(self, cfg: Config, run: Setup, train_key: jax.Array, mesh: Mesh):
+        self._cfg, self._mesh = cfg, mesh
+        self._runner = chunk_runner(run.learner, run.problem, cfg.meta_batch, train_key, mesh)
+        self._compiled: dict[int, Any] = {}
+        self.compile_seconds = 0.0
+
+    def _get(self, state: MetaState, iterations: jax.Array):
+        n = int(iterations.shape[0])
+        if n not in self._compiled:
+            t0 = time.perf_counter()
+            self._compiled[n] = self._runner.lower(state, iterations).compile()
+            self.compile_seconds += time.perf_counter() - t0
+            _check_memory(self._compiled[n], self._cfg, self._mesh)
+        return self._compiled[n]
+
+    def iterations(self, start: int, n: int) -> jax.Array:
+        return replicate(np.arange(start, start + n, dtype=np.int32), self._mesh)
+
+    def prepare(self, state: MetaState, start: int) -> None:
+        """Compiles (and checks) the first chunk of a run resuming at `start`."""
+        if start < self._cfg.meta_iters:
+            self._get(state, self.iterations(start, min(self._cfg.log_every,
+                                                        self._cfg.meta_iters - start)))
+
+    def __call__(self, state: MetaState, iterations: jax.Array):
+        return self._get(state, iterations)(state, iterations)
+
+
+def meta_train(cfg: Config, run: Setup, chunks: Chunks, state: MetaState, done: int,
+               seconds_before: float, evaluate: Evaluate, checkpoints: Checkpoints,
+               train_key: jax.Array, reporter: Reporter, stop: StopRequest) -> Trained:
     """Runs meta-iterations `done` to `cfg.meta_iters` in compiled chunks of `log_every`,
     reporting each chunk, evaluating every `eval_every`, checkpointing every
     `checkpoint_interval(cfg)` and at the end; after a Ctrl-C (`stop`), checkpoints and
     raises TrainingInterrupted at the chunk's end."""
-    run_chunk = chunk_runner(run.learner, run.problem, cfg.meta_batch, train_key, mesh)
-    compiled: dict[int, Any] = {}
-    compile_seconds = 0.0
     every = checkpoint_interval(cfg)
     start = time.perf_counter()
     while done < cfg.meta_iters:
         n = min(cfg.log_every, cfg.meta_iters - done)
-        iterations = replicate(np.arange(done, done + n, dtype=np.int32), mesh)
-        if n not in compiled:
-            t0 = time.perf_counter()
-            compiled[n] = run_chunk.lower(state, iterations).compile()
-            compile_seconds += time.perf_counter() - t0
-        state, metrics = compiled[n](state, iterations)
+        state, metrics = chunks(state, chunks.iterations(done, n))
+        diverged = int(metrics.pop("nonfinite_at", -1))
+        if diverged >= 0:  # nothing of this chunk is logged or saved
+            raise DivergenceError(
+                f"meta-iteration {diverged + 1} made the loss or the parameters not finite "
+                f"(NaN or inf); {_last_checkpoint(checkpoints)}; look at {_steps(cfg)}")
         done += n
         reporter.chunk(done, n, {k: float(v) for k, v in metrics.items()},
                        seconds_before + time.perf_counter() - start)
@@ -131,7 +219,7 @@ def meta_train(cfg: Config, run: Setup, state: MetaState, train_key: jax.Array, 
             checkpoints.save(done, state, train_key)
         if stop.requested:
             raise TrainingInterrupted(done)
-    return Trained(state, time.perf_counter() - start, compile_seconds)
+    return Trained(state, time.perf_counter() - start, chunks.compile_seconds)
 
 
 def record_figures(rundir: RunDir, curve: dict[str, Any], run: Setup, state: MetaState) -> None:
@@ -167,36 +255,40 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
     mesh = task_mesh(select_devices(cfg.devices))
     check_divisible(cfg.meta_batch, mesh)
     rundir = RunDir(run_dir, writer=jax.process_index() == 0)
-    rundir.check_config(cfg)
-    with matmul_precision(cfg.matmul_precision):
-        return _train(cfg, rundir, mesh, progress, tensorboard, plots)
+    open_tensorboard = report.tensorboard() if tensorboard and rundir.writer else None
+    with rundir.writing("fometa train"), matmul_precision(cfg.matmul_precision):
+        rundir.check_config(cfg)
+        return _train(cfg, rundir, mesh, progress, open_tensorboard, plots)
 
 
-def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool, tensorboard: bool,
-           plots: bool) -> dict[str, Any]:
+def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
+           open_tensorboard: Callable[[RunDir], Any] | None, plots: bool) -> dict[str, Any]:
     run = setup(cfg)
     state = replicate(run.learner.init(run.problem.init_params(run.init_key)), mesh)
     with rundir.checkpoints() as checkpoints:
         latest = checkpoints.latest_step()
         finished = rundir.read_results()
         if latest == cfg.meta_iters and finished is not None:
+            if plots and rundir.writer:
+                plot_run(rundir, missing_only=True)  # a run killed while plotting
             return {**finished, "already_complete": True}
         train_key, resumed_from = run.train_key, 0
         if latest is not None:
             state, train_key, resumed_from = checkpoints.restore(state, train_key)
-        writer = tensorboard_writer(rundir) if tensorboard and rundir.writer else None
+        start = time.perf_counter()
+        chunks = Chunks(cfg, run, train_key, mesh)
+        chunks.prepare(state, resumed_from)  # compiled and checked before anything is written
+        evaluate = evaluation(cfg, run, mesh)
+        writer = open_tensorboard(rundir) if open_tensorboard else None
         rundir.write_config(cfg, versions(), devices(mesh))
         rundir.clear_results()
         seconds_before = rundir.trim_metrics(resumed_from, cfg.meta_iters)
-
-        start = time.perf_counter()
         with Reporter(rundir, title=f"{cfg.algorithm} {cfg.dataset}", total=cfg.meta_iters,
                       done=resumed_from, metric=run.problem.metric,
                       progress=progress and rundir.writer, writer=writer) as reporter:
-            evaluate = evaluation(cfg, run, mesh)
             with StopRequest() as stop:
-                trained = meta_train(cfg, run, state, train_key, resumed_from, seconds_before,
-                                     mesh, evaluate, checkpoints, reporter, stop)
+                trained = meta_train(cfg, run, chunks, state, resumed_from, seconds_before,
+                                     evaluate, checkpoints, train_key, reporter, stop)
             evals, curve = evaluate(trained.state, cfg.eval_tasks)
             reporter.evaluation(cfg.meta_iters, evals)
 
@@ -211,11 +303,11 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool, tensorboard:
         "compile_seconds": trained.compile_seconds,
         "devices": devices(mesh),
     }
-    rundir.write_results(results)
     if rundir.writer:
         record_figures(rundir, curve, run, state)
-        if plots:
-            plot_run(rundir)
+    rundir.write_results(results)  # the run is complete from here: written last but plots
+    if plots and rundir.writer:
+        plot_run(rundir)
     return results
 
 
@@ -248,10 +340,13 @@ def evaluate_run(run_dir: str | Path, *, write: bool = True, **overrides: Any) -
         raise ConfigError(f"{', '.join(refused)} cannot change at evaluation; these can: "
                           f"{', '.join(allowed)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    rundir, cfg, state, run = _restore(run_dir, **overrides)
-    with matmul_precision(cfg.matmul_precision):
-        evals, _ = evaluation(cfg, run)(state, cfg.eval_tasks)
-    out = {**evals, "meta_iterations": int(state.step), "config": cfg.to_dict()}
-    if write:
-        rundir.write_eval(out)
+    writing = RunDir(run_dir, writer=write and jax.process_index() == 0).writing(
+        "fometa eval", create=False)
+    with writing:
+        rundir, cfg, state, run = _restore(run_dir, **overrides)
+        with matmul_precision(cfg.matmul_precision):
+            evals, _ = evaluation(cfg, run)(state, cfg.eval_tasks)
+        out = {**evals, "meta_iterations": int(state.step), "config": cfg.to_dict()}
+        if write:
+            rundir.write_eval(out)
     return out

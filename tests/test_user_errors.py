@@ -1,0 +1,252 @@
+"""Every failure a user can cause is one line on stderr and exit status 2 (or a clear
+ValueError from the library), and nothing non-finite is ever written."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from synthetic import write_mini
+
+import fometa
+import fometa.run.checkpoint as checkpoint_module
+from fometa.errors import CheckpointError
+from fometa.run import load_run, resolve, setup
+from fometa.run.cli import main
+from fometa.run.training import evaluate_run
+
+SMALL = ["--meta-iters", "200", "--log-every", "100", "--eval-tasks", "20", "--no-progress"]
+
+
+def fometa_cli(*argv: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fometa", *argv], capture_output=True,
+                          cwd=cwd, timeout=300)
+
+
+def one_line(proc: subprocess.CompletedProcess) -> str:
+    err = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 2, err
+    assert err.startswith("fometa: error: ") and err.count("\n") == 1, err
+    return err
+
+
+# --- seeds ------------------------------------------------------------------------------
+
+def test_every_seed_has_its_own_stream():
+    key = lambda seed: np.asarray(setup(resolve("sine", seed=seed)).init_key)
+    below, wrapped, top = key(0), key(2 ** 32), key(2 ** 64 - 1)
+    assert not np.array_equal(below, wrapped) and not np.array_equal(wrapped, top)
+    # Seeds below 2**32 keep their key (and so every earlier run's numbers).
+    np.testing.assert_array_equal(key(12345), jax.random.split(jax.random.PRNGKey(12345), 3)[0])
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--seed", str(2 ** 64)], [str(2 ** 64), "from 0 to 18446744073709551615"]),
+    (["--seed", "-1"], ["-1", "from 0"]),
+    (["--meta-iters", str(2 ** 31)], [str(2 ** 31), "from 1 to 2147483647"]),
+    (["--devices", "\u00b2"], ["'\u00b2'", "whole number >= 1 or 'all'"]),
+])
+def test_out_of_range_values_are_one_line(cli_error, argv, words):
+    err = cli_error(["train", *argv])
+    for w in words:
+        assert w in err
+
+
+# --- run directories ----------------------------------------------------------------------
+
+def test_run_dir_that_is_a_file(tmp_path, cli_error):
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in cli_error(["train", *SMALL, "--run-dir", str(tmp_path / "file")])
+
+
+def test_run_dir_name_that_is_not_utf8(tmp_path):
+    name = os.fsencode(str(tmp_path)) + b"/run\xff"
+    err = one_line(fometa_cli("train", *SMALL, "--run-dir", os.fsdecode(name)))
+    assert "not a valid UTF-8 name" in err
+    assert list(tmp_path.iterdir()) == []  # nothing created, no temporary folder left
+
+
+def test_config_json_that_is_a_folder(tmp_path, cli_error):
+    (tmp_path / "run" / "config.json").mkdir(parents=True)
+    for argv in (["train", *SMALL], ["eval"]):
+        assert "config.json is a folder" in cli_error([*argv, "--run-dir", str(tmp_path / "run")])
+
+
+def test_read_only_run_dir_and_parent(tmp_path):
+    where = tmp_path / "ro"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a file system here")
+    try:
+        (where / "run").mkdir()
+        assert subprocess.run(["mount", "-o", "remount,ro", str(where)]).returncode == 0
+        for run_dir in (where / "run", where / "new" / "run"):
+            err = one_line(fometa_cli("train", *SMALL, "--run-dir", str(run_dir)))
+            assert "cannot write to run dir" in err and "Read-only file system" in err
+    finally:
+        subprocess.run(["umount", "-l", str(where)])
+
+
+# --- plots -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["train", *SMALL, "--no-plots", "--run-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+def test_plot_refuses_bad_outputs_and_garbage_lines(finished, tmp_path, cli_error):
+    err = cli_error(["plot", str(finished), "--out", str(tmp_path / "missing" / "x.png")])
+    assert "does not exist" in err
+    assert "'.xyz'" in cli_error(["plot", str(finished), "--out", str(tmp_path / "x.xyz")])
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    lines = (finished / "metrics.jsonl").read_text().splitlines()
+    (damaged / "metrics.jsonl").write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    assert "line 2" in cli_error(["plot", str(damaged), "--out", str(tmp_path / "y.png")])
+    # A half-written last line (a killed run) is skipped.
+    (damaged / "metrics.jsonl").write_text("\n".join(lines) + '\n{"kind": "tr')
+    assert main(["plot", str(damaged), "--out", str(tmp_path / "z.png")]) == 0
+
+
+# --- interrupts, warnings, optional packages, data permissions ----------------------------
+
+def test_a_second_ctrl_c_still_says_interrupted(monkeypatch, capsys):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt  # what the second Ctrl-C raises, with no message
+
+    monkeypatch.setattr("fometa.run.cli.train", interrupted)
+    assert main(["train", *SMALL]) == 130
+    assert capsys.readouterr().err == "fometa: interrupted\n"
+
+
+def test_warnings_are_one_line_and_leave_the_callers_display(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FOMETA_CACHE_DIR", str(tmp_path / "cache"))
+    counts = {s: {f"n{10 * j + i:02d}": 8 for i in range(5)}
+              for j, s in enumerate(("train", "val", "test"))}
+    counts["train"]["n00"] = 7  # one class short: a DataWarning
+    data = write_mini(tmp_path / "mini", "folders", sizes=((84, 84),), counts=counts)
+    before = warnings.showwarning
+    assert main(["train", "--dataset", "mini-imagenet", "--data-dir", str(data), "--meta-iters",
+                 "2", "--log-every", "2", "--meta-batch", "1", "--train-shots", "2",
+                 "--inner-iters", "1", "--inner-batch", "2", "--eval-tasks", "2",
+                 "--eval-inner-iters", "1", "--no-progress", "--no-plots",
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert warnings.showwarning is before
+    lines = [l for l in err.splitlines() if l]
+    assert lines and all(l.startswith("fometa: warning: ") for l in lines), err
+    assert any("n00: 7" in l for l in lines)
+
+
+def test_missing_tensorboardx_writes_nothing(tmp_path, monkeypatch, cli_error):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    cli_error(["train", *SMALL, "--tensorboard", "--run-dir", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreadable_zip_is_not_called_corrupt(tmp_path, monkeypatch, cli_error):
+    monkeypatch.setenv("FOMETA_CACHE_DIR", str(tmp_path / "cache"))
+    for part in ("images_background", "images_evaluation"):
+        with zipfile.ZipFile(tmp_path / f"{part}.zip", "w") as z:
+            z.writestr(f"{part}/A/character01/0001_01.png", b"")
+
+    def denied(self, *a, **k):  # root reads anything: stand in for a file without read permission
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(zipfile.ZipFile, "__init__", denied)
+    err = cli_error(["train", "--dataset", "omniglot", "--data-dir", str(tmp_path), *SMALL,
+                     "--run-dir", str(tmp_path / "run")])
+    assert "Permission denied" in err and "corrupt" not in err
+
+
+# --- the library ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("lr", [float("nan"), -0.1, 0.0, math.inf])
+def test_library_refuses_bad_inner_learning_rates(lr):
+    with pytest.raises(ValueError, match="finite number > 0"):
+        fometa.adapt(lambda p, b: jnp.sum(p * b), jnp.ones(3), jnp.ones((2, 3)), lr)
+
+
+def test_library_names_a_wrong_inner_state():
+    params = jnp.ones(3)
+    with pytest.raises(ValueError, match="inner_state is not a state of inner_opt"):
+        fometa.maml_grad(lambda p, b: jnp.sum(p * b), params, jnp.ones((2, 3)), jnp.ones(3),
+                         optax.adam(1e-3), inner_state=optax.sgd(0.1).init(params))
+
+
+def test_meta_learner_reports_whether_a_step_is_finite():
+    loss = lambda p, b: jnp.sum((p - b) ** 2)
+    tasks = fometa.Task(jnp.ones((2, 3, 4)), jnp.ones((2, 4)))
+    for lr, finite in ((0.1, 1.0), (1e30, 0.0)):
+        learner = fometa.meta_learner("reptile", loss, lr, check_finite=True)
+        _, metrics = learner.step(learner.init(jnp.zeros(4)), tasks)
+        assert float(metrics["finite"]) == finite
+
+
+# --- divergence, damaged checkpoints, memory ------------------------------------------------
+
+def test_divergence_stops_the_run_and_writes_nothing_non_finite(tmp_path):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--inner-lr", "1e6", "--meta-iters", "200", "--log-every", "100",
+            "--checkpoint-every", "100", "--eval-tasks", "20", "--no-progress",
+            "--run-dir", str(run_dir)]
+    err = one_line(fometa_cli(*argv))
+    assert "meta-iteration 1 made the loss or the parameters not finite" in err
+    assert "--inner-lr 1000000.0" in err and "--meta-step 0.1" in err
+    assert not (run_dir / "results.json").exists()
+    assert not list((run_dir / "checkpoints").iterdir())  # no non-finite checkpoint
+    for f in run_dir.glob("*.json*"):
+        assert "NaN" not in f.read_text() and "Infinity" not in f.read_text()
+    assert one_line(fometa_cli(*argv)) == err  # a rerun says the same, never "complete"
+
+
+def flat_state(run_dir: Path) -> np.ndarray:
+    return np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(load_run(run_dir)[1])])
+
+
+def test_checksum_mismatch_is_never_evaluated(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    assert main(["train", *SMALL, "--checkpoint-every", "100", "--no-plots",
+                 "--run-dir", str(run_dir)]) == 0
+    with monkeypatch.context() as m:  # checkpoint 300 written with a checksum of other contents
+        m.setattr(checkpoint_module, "_checksum", lambda tree: np.zeros(32, np.uint8))
+        assert main(["train", *SMALL[2:], "--meta-iters", "300", "--checkpoint-every", "100",
+                     "--no-plots", "--run-dir", str(tmp_path / "other")]) == 0
+    with pytest.raises(CheckpointError, match="do not match the checksum") as e:
+        evaluate_run(tmp_path / "other")
+    assert str(tmp_path / "other" / "checkpoints" / "300") in str(e.value)
+    # Flipped bytes anywhere in the newest checkpoint's data: refused, or (where a byte
+    # carried no value) the very state that was saved; never other values.
+    newest = run_dir / "checkpoints" / "200"
+    saved = flat_state(run_dir)
+    refused = 0
+    for f in [f for f in newest.rglob("*") if f.is_file() and f.parent.name == "d"]:
+        original = f.read_bytes()
+        for pos in (len(original) // 3, len(original) - 9):
+            damaged = bytearray(original)
+            damaged[pos] ^= 0x5A
+            f.write_bytes(bytes(damaged))
+            try:
+                np.testing.assert_array_equal(flat_state(run_dir), saved)
+            except CheckpointError as e:
+                assert str(newest) in str(e)
+                refused += 1
+        f.write_bytes(original)
+    assert refused > 0
+
+
+def test_a_step_too_large_for_memory_is_refused_before_running(cli_error, tmp_path):
+    err = cli_error(["train", "--meta-batch", "50000000", "--run-dir", str(tmp_path / "r")])
+    assert "GiB of memory" in err and "--meta-batch 50000000" in err
