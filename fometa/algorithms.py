@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Callable, NamedTuple, Optional, Union
 
 import jax
+import jax.numpy as jnp
 import optax
 
-from fometa.inner import (Batch, InnerOpt, LossFn, Params, as_optimizer, inner_loop,
-                          start_state)
+from fometa.inner import (Batch, InnerOpt, LossFn, Params, as_optimizer,
+                          check_support_and_query, inner_loop, start_state)
 
 # run_inner(params, support=None, state=None) -> (adapted params, final inner optimizer
 # state, loss before each step [steps]): the inner loop from `params` on `support` (default:
@@ -35,12 +36,15 @@ class Rule(NamedTuple):
     interpolates: the meta-gradient is a parameter difference, applied by Reptile's
         interpolation `phi <- phi - eps * grad` (`fometa.reptile_outer`) rather than by a
         gradient optimizer (Adam).
+    second_order: `grad` differentiates through the inner loop (MAML), so the inner
+        optimizer's update must have a finite derivative (`check_differentiable`).
     """
 
     grad: Callable[[LossFn, InnerRun, Params, Batch, Optional[Batch]],
                    tuple[Params, optax.OptState, jax.Array, Optional[jax.Array]]]
     needs_query: bool = True
     interpolates: bool = False
+    second_order: bool = False
 
 
 def _maml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
@@ -87,7 +91,7 @@ def _foml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
 ALGORITHMS: dict[str, Rule] = {
     "reptile": Rule(_reptile, needs_query=False, interpolates=True),
     "fomaml": Rule(_fomaml),
-    "maml": Rule(_maml),
+    "maml": Rule(_maml, second_order=True),
     "foml": Rule(_foml, needs_query=False, interpolates=True),
 }
 Algorithm = Union[str, Rule]  # a registered name, or a rule itself
@@ -113,6 +117,25 @@ def get_rule(algorithm: Algorithm) -> Rule:
     return ALGORITHMS[algorithm]
 
 
+def check_differentiable(opt: optax.GradientTransformation, params: Params) -> None:
+    """A ValueError if `opt`'s update, from its initial state, has a non-finite derivative
+    at a zero gradient: a second-order meta-gradient through it would be NaN wherever a
+    gradient is exactly zero (Adam without eps_root: d sqrt(nu) / d nu is infinite at nu = 0).
+    Runs at trace time on zeros of the params' shapes (concretely, also under jit)."""
+    with jax.ensure_compile_time_eval():
+        zeros = jax.tree_util.tree_map(
+            lambda p: jnp.zeros(jnp.shape(p), jnp.result_type(p)), params)
+        state = opt.init(zeros)
+        ones = jax.tree_util.tree_map(jnp.ones_like, zeros)
+        _, tangent = jax.jvp(lambda g: opt.update(g, state, zeros)[0], (zeros,), (ones,))
+        finite = all(bool(jnp.all(jnp.isfinite(t))) for t in jax.tree_util.tree_leaves(tangent)
+                     if jnp.issubdtype(t.dtype, jnp.inexact))
+    if not finite:
+        raise ValueError("inner_opt's update has a non-finite derivative at a zero gradient "
+                         "(Adam: sqrt(nu) at nu = 0), so this second-order meta-gradient "
+                         "would be NaN; give it eps_root > 0, e.g. optax.adam(lr, eps_root=1e-8)")
+
+
 def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support: Batch,
                   query: Batch | None, opt: optax.GradientTransformation,
                   opt_state: optax.OptState, unroll: int | bool = 1, remat: bool = False):
@@ -126,6 +149,10 @@ def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support
     rule = get_rule(algorithm)
     if rule.needs_query and query is None:
         raise ValueError(f"{algorithm!r} needs a query batch")
+    if query is not None:
+        check_support_and_query(support, query)
+    if rule.second_order:
+        check_differentiable(opt, params)
 
     def run_inner(p, batches=None, state=None):
         return inner_loop(loss_fn, p, support if batches is None else batches, opt,

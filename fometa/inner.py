@@ -47,6 +47,31 @@ def num_steps(support: Batch) -> int:
     return sizes.pop()
 
 
+def check_loss(loss_fn: LossFn, params: Params, batch: Batch) -> None:
+    """A ValueError (at trace time) unless `loss_fn(params, batch)` is a scalar."""
+    out = jax.eval_shape(loss_fn, params, batch)
+    if isinstance(out, tuple):
+        raise ValueError("loss_fn must return a scalar; it returned a tuple (loss, aux?): pass "
+                         "lambda p, b: loss_fn(p, b)[0]")
+    if getattr(out, "shape", None) != ():
+        raise ValueError(f"loss_fn must return a scalar; it returned shape "
+                         f"{getattr(out, 'shape', type(out).__name__)} (reduce it, e.g. its mean)")
+
+
+def check_support_and_query(support: Batch, query: Batch) -> None:
+    """A ValueError if `support` lacks the leading axis of inner steps that `query` does not
+    have (leaves of the same tree path: support ndim = query ndim + 1)."""
+    s_leaves = jax.tree_util.tree_leaves_with_path(support)
+    q_leaves = dict(jax.tree_util.tree_leaves_with_path(query))
+    for path, leaf in s_leaves:
+        if path in q_leaves and jnp.ndim(leaf) != jnp.ndim(q_leaves[path]) + 1:
+            raise ValueError(
+                f"support{jax.tree_util.keystr(path)} has shape {jnp.shape(leaf)} and the "
+                f"query's {jnp.shape(q_leaves[path])}: the support needs a leading axis of "
+                "inner steps (k steps on one batch: jax.tree_util.tree_map(lambda a: "
+                "jnp.stack([a] * k), batch))")
+
+
 def inner_loop(loss_fn: LossFn, params: Params, support: Batch,
                opt: optax.GradientTransformation, opt_state: optax.OptState,
                unroll: int | bool = 1, remat: bool = False
@@ -64,7 +89,8 @@ def inner_loop(loss_fn: LossFn, params: Params, support: Batch,
     `prevent_cse=False`: the scan's loop boundary already keeps XLA from merging the
     recomputation with the forward pass.
     """
-    num_steps(support)
+    if num_steps(support):
+        check_loss(loss_fn, params, jax.tree_util.tree_map(lambda a: a[0], support))
     step = _stepper(loss_fn, opt)
     if remat:
         step = jax.checkpoint(step, prevent_cse=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -65,6 +65,24 @@ def _mean_over_tasks(tree):
     return jax.tree_util.tree_map(mean, tree)
 
 
+def as_task_batch(tasks: Any) -> Task:
+    """`tasks` as a `Task` (a mapping with "support" and "query" is accepted) whose leaves
+    share a leading axis of tasks; a TypeError or ValueError saying what is wrong otherwise."""
+    if isinstance(tasks, Mapping) and "support" in tasks:
+        tasks = Task(tasks["support"], tasks.get("query"))
+    if not isinstance(tasks, Task):
+        raise TypeError(f"expected a fometa.Task (support, query) batch of tasks, got "
+                        f"{type(tasks).__name__}")
+    sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None
+             for x in jax.tree_util.tree_leaves(tasks)}
+    if len(sizes) != 1 or None in sizes:
+        shapes = jax.tree_util.tree_map(jnp.shape, tasks)
+        raise ValueError("every leaf of a task batch needs the same leading axis of tasks; got "
+                         f"{shapes} (for one task: jax.tree_util.tree_map(lambda x: x[None], "
+                         "task))")
+    return tasks
+
+
 def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                  outer_opt: optax.GradientTransformation | None = None, *,
                  carry_inner_state: bool = False, sequential_tasks: bool = False,
@@ -108,6 +126,7 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                          jnp.zeros((), jnp.int32))
 
     def step(state: MetaState, tasks: Task):
+        tasks = as_task_batch(tasks)
         inner0 = start_state(state)
 
         def one_task(support, query, inner):

@@ -79,11 +79,11 @@ def test_train_writes_the_run_directory(tmp_path, capsys):
     # Re-evaluation of the saved state with the same settings gives the same number,
     # and a longer adaptation budget is honoured.
     capsys.readouterr()
-    assert main(["eval", "--run-dir", str(run)]) == 0
+    assert main(["eval", "--run-dir", str(run), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["eval"]["mean"] == pytest.approx(ev["mean"], rel=1e-6)
     assert again["meta_iterations"] == 200
-    assert main(["eval", "--run-dir", str(run), "--eval-inner-iters", "3"]) == 0
+    assert main(["eval", "--run-dir", str(run), "--eval-inner-iters", "3", "--json"]) == 0
     short = json.loads(capsys.readouterr().out)
     assert short["eval"]["inner_iters"] == 3 and short["eval"]["mean"] != ev["mean"]
 

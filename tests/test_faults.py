@@ -55,7 +55,7 @@ elif point == "evaluation":  # the final evaluation computed, results.json not w
         evaluation(self, iteration, evals)
     fometa.run.report.Reporter.evaluation = final_evaluation
 elif point == "plotting":  # results.json written, the plots not all drawn
-    fometa.run.plots.inner_steps = die
+    fometa.run.plots.inner_steps_figure = die
 from fometa.run.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -41,7 +41,7 @@ def test_mini_imagenet_run_reports_both_evaluation_modes(mini_dir, tmp_path, cap
     cfg = results["config"]
     assert (cfg["ways"], cfg["shots"], cfg["preset"]) == (5, 1, None)
     assert "transductive" in capsys.readouterr().out
-    assert main(["eval", "--run-dir", str(run)]) == 0
+    assert main(["eval", "--run-dir", str(run), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["eval"]["mean"] == pytest.approx(results["eval"]["mean"])
     assert again["eval_transductive"]["mean"] == pytest.approx(results["eval_transductive"]["mean"])

@@ -67,7 +67,7 @@ def test_reptile_sum_loss_step_from_carried_adam_is_the_papers():
         g = grads[k].sum(0)  # the sum over the batch, not the mean
         ref[k], _, _ = tf_adam_step(params[k].astype(np.float64), g, 0.0, nu[k].astype(np.float64),
                                     count + 1, lr=1e-3)
-    opt = INNER_OPTIMIZERS["adam"](1e-3)
+    opt = INNER_OPTIMIZERS["adam"](1e-3, False)
     state = opt.init(params)
     state = (state[0]._replace(count=jnp.asarray(count, jnp.int32),
                                nu=jax.tree_util.tree_map(jnp.asarray, nu)),) + state[1:]
@@ -97,7 +97,7 @@ def test_maml_sum_over_shots_step_is_mamls():
     reduce = LOSS_REDUCTIONS["sum/shots"](K)
     support = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], batch)
     adapted = fometa.adapt(lambda p, b: cross_entropy(linear, p, b, reduce), params, support,
-                           INNER_OPTIMIZERS["sgd"](alpha))
+                           INNER_OPTIMIZERS["sgd"](alpha, True))
     for k in params:
         np.testing.assert_allclose(adapted[k], ref[k], rtol=1e-5, atol=1e-7)
 

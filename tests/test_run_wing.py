@@ -100,7 +100,7 @@ def test_train_flags_are_the_declared_settings(capsys):
     declared = {flag(n) for n, s in DECLARED.items() if s.flag}
     switches = {"--no-" + flag(n)[2:] for n, s in DECLARED.items()
                 if s.flag and isinstance(s.kind, Switch)}
-    run_only = {"--tensorboard", "--run-dir", "--no-progress", "--no-plots"}
+    run_only = {"--config", "--tensorboard", "--run-dir", "--no-progress", "--no-plots"}
     assert options == declared | switches | run_only
     for name, s in DECLARED.items():
         if s.flag:

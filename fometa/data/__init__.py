@@ -1,4 +1,4 @@
-"""Few-shot image classification data: Omniglot and Mini-ImageNet as uint8 numpy arrays.
+"""Few-shot image classification data: Omniglot, Mini-ImageNet and CIFAR-FS as uint8 arrays.
 
 Everything here runs on the host with numpy and PIL; arrays are returned as
 uint8 (``[classes, images_per_class, H, W(, C)]``) and decoded once, then read
@@ -9,13 +9,16 @@ raise `DataError`, a `ValueError` with a one-line message.
 
 from __future__ import annotations
 
+from fometa.data.cifar_fs import load_cifar_fs
+from fometa.data.classes import classes_from_labels
 from fometa.data.mini_imagenet import load_mini_imagenet
 from fometa.data.omniglot import SPLITS as OMNIGLOT_SPLITS
 from fometa.data.omniglot import is_rotated, load_omniglot
 from fometa.data.paths import CACHE_DIR_ENV, DATA_DIR_ENV
 from fometa.errors import DataError, DataWarning
 
-LOADERS = {"omniglot": load_omniglot, "mini-imagenet": load_mini_imagenet}
+LOADERS = {"omniglot": load_omniglot, "mini-imagenet": load_mini_imagenet,
+           "cifar-fs": load_cifar_fs}
 _ALIASES = {"miniimagenet": "mini-imagenet"}
 
 
@@ -34,5 +37,6 @@ def load_dataset(name: str, data_dir=None, **kw):
 
 __all__ = [
     "CACHE_DIR_ENV", "DATA_DIR_ENV", "DataError", "DataWarning", "LOADERS", "OMNIGLOT_SPLITS",
-    "is_rotated", "load_dataset", "load_mini_imagenet", "load_omniglot",
+    "classes_from_labels", "is_rotated", "load_cifar_fs", "load_dataset", "load_mini_imagenet",
+    "load_omniglot",
 ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from fometa.errors import DataError, DataWarning
 
@@ -33,3 +35,21 @@ def common_count(counts: Mapping[str, int], what: str) -> int:
             DataWarning, stacklevel=3,
         )
     return low
+
+
+def classes_from_labels(images: np.ndarray, labels: np.ndarray, keep: Sequence[int] | None = None,
+                        what: str = "the labelled images") -> np.ndarray:
+    """Any labelled image array as the `[classes, images_per_class, ...]` array that
+    `fometa.FewShotTasks` samples N-way K-shot episodes from.
+
+    `images` [n, ...] and integer `labels` [n]; `keep`: the labels to keep, in that order
+    (default: every label, sorted). Each class keeps its images in their order, all classes
+    truncated to the smallest count (`common_count`: a `DataWarning` when they differ).
+    """
+    images, labels = np.asarray(images), np.asarray(labels).reshape(-1)
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{what}: {images.shape[0]} images but {labels.shape[0]} labels")
+    keep = sorted(set(labels.tolist())) if keep is None else list(keep)
+    members = {int(c): np.flatnonzero(labels == c) for c in keep}
+    n = common_count({str(c): len(idx) for c, idx in members.items()}, what)
+    return np.stack([images[members[int(c)][:n]] for c in keep])

@@ -27,10 +27,12 @@ DATASET_FOLDERS: dict[str, tuple[str, ...]] = {
     "mini-imagenet": (
         "mini-imagenet", "mini-imagenet-sample", "miniimagenet", "miniImagenet", "mini_imagenet",
     ),
+    "cifar-fs": ("cifar-100-python", "cifar100", "cifar-100"),
 }
 
 #: How each dataset is named in messages.
-DISPLAY_NAMES = {"omniglot": "Omniglot", "mini-imagenet": "Mini-ImageNet"}
+DISPLAY_NAMES = {"omniglot": "Omniglot", "mini-imagenet": "Mini-ImageNet",
+                 "cifar-fs": "CIFAR-100"}
 
 PathLike = str | os.PathLike
 

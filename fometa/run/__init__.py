@@ -12,15 +12,16 @@ from fometa.run.loop import chunk_runner, task_batch
 from fometa.run.plots import plot_run, plot_runs
 from fometa.run.presets import DEFAULT_PRESET, PRESETS, resolve
 from fometa.run.problems import (DATASETS, INNER_OPTIMIZERS, Dataset, Problem, Splits,
-                                 classification_problem, make_learner, make_problem)
+                                 classification_problem, make_learner, make_problem,
+                                 register_dataset)
 from fometa.run.rundir import RunDir
 from fometa.run.settings import Config, check
 from fometa.run.training import evaluate_run, load_run, setup, train
 
 __all__ = [
     "Config", "DATASETS", "DEFAULT_PRESET", "Dataset", "INNER_OPTIMIZERS", "PRESETS", "Problem",
-    "RunDir", "Splits", "TrainingInterrupted", "check", "chunk_runner", "classification_problem",
-    "evaluate_run", "evaluate_tasks", "evaluator", "load_run", "make_learner", "make_problem", "mean_ci95",
-    "by_steps", "curve_steps", "plot_run", "plot_runs", "resolve", "setup", "summarize",
-    "task_batch", "train",
+    "RunDir", "Splits", "TrainingInterrupted", "by_steps", "check", "chunk_runner",
+    "classification_problem", "curve_steps", "evaluate_run", "evaluate_tasks", "evaluator",
+    "load_run", "make_learner", "make_problem", "mean_ci95", "plot_run", "plot_runs",
+    "register_dataset", "resolve", "setup", "summarize", "task_batch", "train",
 ]

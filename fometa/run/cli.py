@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
-from fometa.errors import UserError, one_line
+import fometa
+from fometa.errors import ConfigError, UserError, one_line
 from fometa.run.plots import OVERLAY, plot_runs
-from fometa.run.presets import PRESETS, paper_result, resolve
-from fometa.run.rundir import RESULTS, TENSORBOARD
+from fometa.run.presets import PRESETS, paper_result, resolve, resolve_from
+from fometa.run.rundir import EVAL, RESULTS, TENSORBOARD, RunDir
 from fometa.run.settings import DECLARED, Switch, evaluation_settings, flag, flags, parse
 from fometa.run.training import evaluate_run, train
 
@@ -25,24 +28,39 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"fometa: error: {message}\n")
 
 
-def _add_setting(parser: argparse.ArgumentParser, name: str) -> None:
-    """A flag for setting `name`, with its declared help; values stay text until `parse`."""
+def _add_setting(parser: argparse.ArgumentParser, name: str, default: Any = None) -> None:
+    """A flag for setting `name`, with its declared help and `default` shown; values stay
+    text until `parse` (a flag left out is None: the preset's value)."""
     setting = DECLARED[name]
+    shown = "none" if default is None else default
+    text = setting.help + (f" [{shown}]" if name not in ("dataset", "algorithm") else "")
     if isinstance(setting.kind, Switch):
         parser.add_argument(flag(name), action=argparse.BooleanOptionalAction, default=None,
-                            help=setting.help)
+                            help=text)
     else:
-        parser.add_argument(flag(name), help=setting.help,
+        parser.add_argument(flag(name), help=text,
                             metavar=setting.metavar or setting.kind.metavar)
+
+
+TRAIN_EPILOG = ("Each --dataset and --algorithm starts from its paper preset ('fometa presets' "
+                "lists them, 'fometa presets NAME' shows one's settings); the values in "
+                "brackets are those of plain 'fometa train' (reptile-sine). Flags override "
+                "the preset.")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fometa", description="MAML, FOMAML and Reptile in JAX.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"fometa {fometa.__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    t = sub.add_parser("train", help="meta-train, evaluate and write a run directory")
+    t = sub.add_parser("train", help="meta-train, evaluate and write a run directory",
+                       epilog=TRAIN_EPILOG)
+    defaults = resolve().to_dict()
     for name, _ in flags():
-        _add_setting(t, name)
+        _add_setting(t, name, defaults[name])
+    t.add_argument("--config", metavar="FILE",
+                   help="start from the settings of a run's config.json instead of a preset "
+                        "(to relaunch a run elsewhere, or with more --meta-iters)")
     t.add_argument("--tensorboard", action="store_true",
                    help=f"also write TensorBoard event files to RUN_DIR/{TENSORBOARD} "
                         "(needs tensorboardX)")
@@ -55,13 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="re-evaluate a run's newest checkpoint")
     e.add_argument("--run-dir", required=True, help="a run directory written by 'fometa train'")
     for name in evaluation_settings():
-        _add_setting(e, name)
+        _add_setting(e, name, "the run's")
+    e.add_argument("--json", action="store_true", help="print eval.json's content instead")
 
     p = sub.add_parser("plot", help="overlay the learning curves of one or more runs")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
     p.add_argument("--out", help=f"image file to write (default: {OVERLAY})")
 
-    sub.add_parser("presets", help="list the presets with the paper's number for each")
+    r = sub.add_parser("presets", help="list the presets with the paper's number for each, or "
+                                       "show one")
+    r.add_argument("name", nargs="?", metavar="NAME", help="a preset to show in full")
     return parser
 
 
@@ -79,8 +100,12 @@ def _mean_ci(entry: dict[str, Any]) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     settings = given_settings(args, [name for name, _ in flags()])
-    cfg = resolve(settings.pop("dataset"), settings.pop("preset"), **settings)
+    if args.config:
+        cfg = resolve_from(RunDir(Path(args.config).parent).read_config(), **settings)
+    else:
+        cfg = resolve(settings.pop("dataset"), settings.pop("preset"), **settings)
     run_dir = args.run_dir or f"runs/{cfg.dataset}-{cfg.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"run dir {Path(run_dir).absolute()}", flush=True)
     results = train(cfg, run_dir, progress=not args.no_progress, tensorboard=args.tensorboard,
                     plots=not args.no_plots)
     if results.get("already_complete"):
@@ -98,7 +123,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    print(json.dumps(evaluate_run(args.run_dir, **given_settings(args, evaluation_settings()))))
+    out = evaluate_run(args.run_dir, **given_settings(args, evaluation_settings()))
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    cfg = out["config"]
+    line = (f"{out['eval']['metric']} after {cfg['eval_inner_iters']} inner steps on "
+            f"{out['eval']['tasks']} tasks: {_mean_ci(out['eval'])}")
+    if "eval_transductive" in out:
+        line += f" (transductive {_mean_ci(out['eval_transductive'])})"
+    print(f"{line}  [checkpoint at meta-iteration {out['meta_iterations']}; "
+          f"{Path(args.run_dir) / EVAL}]")
     return 0
 
 
@@ -108,10 +143,24 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _presets(args: argparse.Namespace) -> int:
-    for name, preset in PRESETS.items():
-        s = preset.settings
-        shape = f"{s['ways']}-way {s['shots']}-shot" if s.get("ways") else ""
-        print(f"{name:28s} {shape:15s} paper: {paper_result(preset)}")
+    if args.name is None:
+        for name, preset in PRESETS.items():
+            s = preset.settings
+            shape = f"{s['ways']}-way {s['shots']}-shot" if s.get("ways") else ""
+            mark = " *" if preset.differences else ""
+            print(f"{name:28s} {shape:15s} paper: {paper_result(preset)}{mark}")
+        print("* differs from its source on purpose: 'fometa presets NAME' says how")
+        return 0
+    if args.name not in PRESETS:
+        raise ConfigError(f"unknown preset {args.name!r}; expected one of {', '.join(PRESETS)}")
+    preset = PRESETS[args.name]
+    print(f"{args.name}\nsource: {preset.source}\npaper: {paper_result(preset)}")
+    if preset.differences:
+        print(f"differs on purpose: {preset.differences}")
+    print("settings (flags; those the preset sets are marked *):")
+    for name, value in resolve(preset=args.name).to_dict().items():
+        mark = "*" if name in preset.settings else " "
+        print(f"  {mark} {flag(name):22s} {value}")
     return 0
 
 
@@ -123,7 +172,11 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `fometa`
+        parser.print_help()
+        return 2
     try:
         with warnings.catch_warnings():  # restores the caller's warning display on exit
             warnings.showwarning = _one_line_warning
@@ -131,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"fometa: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (fometa presets | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt as e:  # TrainingInterrupted says where and how to resume
         print(f"fometa: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130

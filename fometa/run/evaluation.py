@@ -32,11 +32,12 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float | None]:
 def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
               steps: tuple[int, ...] | None = None, memory: int | None = None
               ) -> Callable[[MetaState, jax.Array, int], dict[str, np.ndarray]]:
-    """`run(state, key, num_tasks)`: the metrics after adaptation on `num_tasks` evaluation
-    tasks drawn from `key`, each shape [num_tasks]; with `steps`, after each of those
+    """`run(state, key, num_tasks, progress=None)`: the metrics after adaptation on
+    `num_tasks` evaluation tasks drawn from `key`, each shape [num_tasks] (`progress(done,
+    num_tasks)` after each chunk of tasks); with `steps`, after each of those
     numbers of inner steps, [num_tasks, len(steps)], from one adaptation per task
-    (`fometa.evaluate`). One `run` compiles once per chunk shape: keep it for repeated
-    evaluations (periodic ones during training).
+    (`fometa.evaluate`). One `run` compiles once per chunk shape (ahead of time with
+    `run.prepare(state, key, num_tasks)`): keep it for repeated evaluations.
 
     Tasks are sampled and adapted to on the device in vmapped chunks sized so that their
     data, and activations estimated at 32x the data, stay under `memory` bytes per device
@@ -55,7 +56,11 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
         tasks = shard_tasks(jax.vmap(problem.eval_task)(keys), mesh)
         return evaluate(learner, state, tasks, problem.metric_fn, steps)
 
-    def run(state: MetaState, key: jax.Array, num_tasks: int) -> dict[str, np.ndarray]:
+    compiled: dict[int, Any] = {}  # by chunk size
+
+    def chunks(state: MetaState, key: jax.Array, num_tasks: int):
+        """The replicated state, the task keys (padded to whole chunks) and the compiled
+        evaluation of a chunk."""
         task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
             jax.eval_shape(problem.eval_task, key)))
         per_device = max(1, min(-(-num_tasks // n), 1000, memory // (32 * max(task_bytes, 1))))
@@ -64,10 +69,22 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
         keys = jax.random.split(key, num_tasks)
         padded = num_tasks + (-num_tasks % chunk)  # repeat tasks to fill the last chunk
         keys = keys[jnp.arange(padded) % num_tasks] if padded > num_tasks else keys
-        out = [jax.device_get(eval_chunk(state, jax.device_put(keys[i:i + chunk], split)))
-               for i in range(0, len(keys), chunk)]
+        if chunk not in compiled:
+            compiled[chunk] = eval_chunk.lower(state, jax.device_put(keys[:chunk], split)).compile()
+        return state, keys, chunk, compiled[chunk]
+
+    def run(state: MetaState, key: jax.Array, num_tasks: int,
+            progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+        state, keys, chunk, evaluate_chunk = chunks(state, key, num_tasks)
+        out = []
+        for i in range(0, len(keys), chunk):
+            out.append(jax.device_get(evaluate_chunk(state, jax.device_put(keys[i:i + chunk],
+                                                                           split))))
+            if progress is not None:
+                progress(min(i + chunk, num_tasks), num_tasks)
         return {k: np.concatenate([o[k] for o in out])[:num_tasks] for k in out[0]}
 
+    run.prepare = lambda state, key, num_tasks: chunks(state, key, num_tasks) and None
     return run
 
 

@@ -6,9 +6,11 @@ and checks the result.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, NamedTuple
 
+from fometa.algorithms import get_rule
 from fometa.errors import ConfigError
 from fometa.run.settings import DECLARED, Config, check, check_value
 
@@ -32,7 +34,7 @@ def paper_result(preset: Preset) -> str:
     """The paper's numbers as text: "95.39 +/- 0.09% (transductive 97.68 +/- 0.04%)"."""
     parts = {k: f"{v}%" for k, v in preset.paper.items()}
     if not parts:
-        return "(qualitative)"
+        return "(no number)"
     if "eval" not in parts:
         return f"transductive {parts['eval_transductive']}"
     return parts["eval"] + (f" (transductive {parts['eval_transductive']})"
@@ -141,13 +143,41 @@ for (algorithm, dataset, ways, shots), accuracy in _MAML_PAPER.items():
         f"{1 if dataset == 'omniglot' else 2}",
         {"eval_transductive": accuracy}, _MAML_DIFFERENCES)
 
-# The preset a dataset starts from when none is named.
-DEFAULT_PRESET = {"sine": "reptile-sine", "omniglot": "reptile-omniglot-5w1s",
-                  "mini-imagenet": "reptile-mini-imagenet-5w1s"}
+# CIFAR-FS (Bertinetto et al. 2019; not in the Reptile paper): Mini-ImageNet's Reptile and
+# MAML settings on CIFAR-100's 32x32 images; no number of the papers' to compare with.
+for algorithm, base in (("reptile", "reptile-mini-imagenet-5w1s"),
+                        ("maml", "maml-mini-imagenet-5w1s")):
+    PRESETS[f"{algorithm}-cifar-fs-5w1s"] = Preset(
+        dict(PRESETS[base].settings, dataset="cifar-fs"),
+        f"Bertinetto et al. 2019 (CIFAR-FS) with the settings of {base}", {},
+        "a benchmark the Reptile paper does not run: its settings are Mini-ImageNet's")
+
+# The preset a (dataset, algorithm) starts from when none is named: the algorithm's own
+# row, else the dataset's row of the same family ("reptile" for rules that interpolate,
+# "maml" for the others). A dataset without an entry starts from the settings' defaults.
+DEFAULT_PRESET: dict[str, dict[str, str]] = {
+    "sine": {"reptile": "reptile-sine", "maml": "maml-sine"},
+    "omniglot": {"reptile": "reptile-omniglot-5w1s", "maml": "maml-omniglot-5w1s",
+                 "fomaml": "fomaml-omniglot-5w1s"},
+    "mini-imagenet": {"reptile": "reptile-mini-imagenet-5w1s",
+                      "maml": "maml-mini-imagenet-5w1s", "fomaml": "fomaml-mini-imagenet-5w1s"},
+    "cifar-fs": {"reptile": "reptile-cifar-fs-5w1s", "maml": "maml-cifar-fs-5w1s"},
+}
+
+
+def default_preset(dataset: str, algorithm: str) -> str | None:
+    """The preset that `fometa train --dataset D --algorithm A` starts from (None: the
+    settings' defaults)."""
+    rows = DEFAULT_PRESET.get(dataset)
+    if rows is None:
+        return None
+    family = "reptile" if get_rule(algorithm).interpolates else "maml"
+    return rows.get(algorithm, rows[family])
 
 
 def resolve(dataset: str | None = None, preset: str | None = None, **overrides: Any) -> Config:
-    """The config for a run: the dataset's default preset (or `preset`), then `overrides`.
+    """The config for a run: `preset`, or the (dataset, algorithm) pair's default preset
+    (`default_preset`), then `overrides`.
 
     Overrides whose value is None are ignored, so CLI flags left out keep the preset's value.
     """
@@ -157,13 +187,13 @@ def resolve(dataset: str | None = None, preset: str | None = None, **overrides: 
     if preset is None:
         ds = dataset or "sine"
         check_value("dataset", ds)
-        if ds not in DEFAULT_PRESET:
-            raise ConfigError(f"dataset {ds!r} has no default preset; name one with --preset "
-                              f"({', '.join(PRESETS)})")
-        base_name = DEFAULT_PRESET[ds]
+        algorithm = overrides.get("algorithm") or "reptile"
+        check_value("algorithm", algorithm)
+        base_name = default_preset(ds, algorithm)
+        settings = dict(PRESETS[base_name].settings) if base_name else {"dataset": ds}
     else:
         base_name = preset
-    settings = dict(PRESETS[base_name].settings)
+        settings = dict(PRESETS[preset].settings)
     if dataset is not None and dataset != settings["dataset"]:
         raise ConfigError(f"preset {base_name!r} is for dataset {settings['dataset']!r}, "
                           f"not {dataset!r}")
@@ -173,3 +203,12 @@ def resolve(dataset: str | None = None, preset: str | None = None, **overrides: 
     if unknown:
         raise ConfigError(f"unknown settings {unknown}")
     return check(Config(**settings))
+
+
+def resolve_from(cfg: Config, **overrides: Any) -> Config:
+    """`cfg` (a saved run's settings) with `overrides` applied (None: keep), checked."""
+    unknown = sorted(set(overrides) - set(DECLARED))
+    if unknown:
+        raise ConfigError(f"unknown settings {unknown}")
+    return check(dataclasses.replace(cfg, **{k: v for k, v in overrides.items()
+                                             if v is not None}))

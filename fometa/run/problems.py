@@ -19,7 +19,7 @@ import optax
 
 from fometa.algorithms import get_rule
 from fometa.convnets import MiniImageNetCNN, OmniglotCNN
-from fometa.data import is_rotated, load_mini_imagenet, load_omniglot
+from fometa.data import is_rotated, load_cifar_fs, load_mini_imagenet, load_omniglot
 from fometa.errors import ConfigError
 from fometa.inner import LossFn, Params
 from fometa.learner import MetaLearner, meta_learner, reptile_outer
@@ -189,6 +189,11 @@ def mini_imagenet_splits(cfg) -> Splits:
     return Splits(splits["train"], splits["test"])
 
 
+def cifar_fs_splits(cfg) -> Splits:
+    splits = load_cifar_fs(cfg.data_dir)
+    return Splits(splits["train"], splits["test"])
+
+
 def classification_problem(cfg, splits: Splits | None = None) -> Problem:
     """N-way K-shot classification with the paper's network for `cfg.dataset`, on `splits`
     (default: the dataset's, loaded as `cfg` says)."""
@@ -263,13 +268,32 @@ DATASETS: dict[str, Dataset] = {
                         OmniglotCNN),
     "mini-imagenet": Dataset(classification_problem, check_classification,
                              mini_imagenet_splits, MiniImageNetCNN),
+    # CIFAR-FS's 32x32 images through Mini-ImageNet's network (4 x [conv 32, max-pool]).
+    "cifar-fs": Dataset(classification_problem, check_classification, cifar_fs_splits,
+                        MiniImageNetCNN),
 }
 
-# Inner optimizers by `--inner-optimizer` name, from the inner learning rate.
-INNER_OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
-    "sgd": optax.sgd,
-    # The paper's inner Adam has beta1 = 0 (supervised-reptile, reptile.py).
-    "adam": lambda lr: optax.adam(lr, b1=0.0),
+def register_dataset(name: str, build: Callable[[Any], Problem],
+                     check: Callable[[Any], None] = lambda cfg: None) -> Dataset:
+    """Makes `name` a dataset of the run machinery: `fometa.run.train(resolve(name, ...))`
+    and `fometa train --dataset name` then train `build(cfg)`'s problem with checkpoints,
+    resume, evaluation, the run directory and plots. `check(cfg)` raises a ConfigError for
+    settings it refuses. An existing name is refused."""
+    if name in DATASETS:
+        raise ValueError(f"dataset {name!r} is already registered")
+    DATASETS[name] = Dataset(build, check)
+    return DATASETS[name]
+
+
+# Inner optimizers by `--inner-optimizer` name, from the inner learning rate and whether
+# the algorithm differentiates through them (a second-order rule: MAML).
+INNER_OPTIMIZERS: dict[str, Callable[[float, bool], optax.GradientTransformation]] = {
+    "sgd": lambda lr, second_order: optax.sgd(lr),
+    # The paper's inner Adam has beta1 = 0 (supervised-reptile, models.py). Differentiated
+    # through, sqrt(nu + eps_root) keeps its derivative finite where a gradient is exactly
+    # zero (batch norm makes the conv biases' gradients 0): without it MAML's is NaN.
+    "adam": lambda lr, second_order: optax.adam(lr, b1=0.0,
+                                                eps_root=1e-8 if second_order else 0.0),
 }
 
 
@@ -280,14 +304,16 @@ def make_problem(cfg) -> Problem:
 
 def make_learner(cfg, problem: Problem) -> MetaLearner:
     """The meta-learner that `cfg` describes, for `problem`'s loss."""
-    if get_rule(cfg.algorithm).interpolates:
+    rule = get_rule(cfg.algorithm)
+    if rule.interpolates:
         outer = reptile_outer(cfg.meta_step, cfg.meta_iters, cfg.meta_step_final)
     else:
         outer = optax.adam(cfg.outer_lr)
         if cfg.outer_clip is not None:  # cbfinn/maml, maml.py: tf.clip_by_value(grad, -10, 10)
             outer = optax.chain(optax.clip(cfg.outer_clip), outer)
     return meta_learner(cfg.algorithm, problem.loss_fn,
-                        INNER_OPTIMIZERS[cfg.inner_optimizer](cfg.inner_lr), outer,
+                        INNER_OPTIMIZERS[cfg.inner_optimizer](cfg.inner_lr, rule.second_order),
+                        outer,
                         carry_inner_state=cfg.carry_inner_state,
                         sequential_tasks=cfg.task_order == "sequential", unroll=cfg.unroll,
                         remat=cfg.remat, check_finite=True)

@@ -56,6 +56,18 @@ class Reporter:
             for name, entry in evals.items():
                 self._writer.add_scalar(f"{name}/{entry['metric']}", entry["mean"], iteration)
 
+    def status(self, text: str) -> None:
+        """What the run is doing besides training ("evaluating 200/1000 tasks", "plotting");
+        an empty text clears it."""
+        self._postfix.pop("now", None)
+        if text:
+            self._postfix["now"] = text
+        self._bar.set_postfix(**self._postfix)
+
+    def evaluating(self, done: int, total: int) -> None:
+        """An evaluator's progress callback."""
+        self.status(f"evaluating {done}/{total} tasks" if done < total else "")
+
     def close(self) -> None:
         self._log.close()
         self._bar.close()

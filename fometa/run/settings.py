@@ -289,10 +289,12 @@ class Config:
     activation: str = setting("tanh", Choice(ACTIVATIONS), "activation of the sine MLP",
                               flag=False)
     # Logging, checkpoints and periodic evaluation (chunk ends: multiples of log_every).
-    log_every: int = setting(1000, Whole(), "meta-iterations per logged chunk")
+    log_every: int | None = setting(
+        None, Whole(), "meta-iterations per logged chunk (default: about 3 s of training a "
+        "chunk, and at least 50 chunks a run)", resumable=True)
     checkpoint_every: int | None = setting(
-        None, Whole(), "meta-iterations between checkpoints, at chunk ends (default: 10 chunks)",
-        resumable=True)
+        None, Whole(), "meta-iterations between checkpoints, at chunk ends (default: every 10 "
+        "chunks)", resumable=True)
     eval_every: int | None = setting(
         None, Whole(), "meta-iterations between evaluations on min(eval-tasks, 1000) tasks, "
         "at chunk ends (default: only the final evaluation)", resumable=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -73,9 +74,31 @@ def devices(mesh: Mesh | None = None) -> list[str]:
     return device_names(mesh if mesh is not None else task_mesh(jax.devices()))
 
 
-def checkpoint_interval(cfg: Config) -> int:
-    """Meta-iterations between checkpoints (default: every 10 logged chunks)."""
-    return cfg.checkpoint_every or 10 * cfg.log_every
+CHUNK_SECONDS = 3.0  # the automatic chunk: about this long,
+MIN_CHUNKS = 50      # and at least this many chunks (log lines) a run
+FIRST_CHUNK = 10     # meta-iterations of the trial chunk timed to choose it
+
+
+def checkpoint_interval(cfg: Config, chunk: int) -> int:
+    """Meta-iterations between checkpoints (default: every 10 chunks of `chunk`)."""
+    return cfg.checkpoint_every or 10 * chunk
+
+
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def auto_chunk(seconds_per_iteration: float, remaining: int, total: int) -> int:
+    """The automatic chunk length: about CHUNK_SECONDS of training and at most
+    total / MIN_CHUNKS meta-iterations, preferring a divisor of `remaining` (the chunks then
+    share one compiled program), else a round number (1, 2 or 5 times a power of ten)."""
+    target = max(1.0, min(CHUNK_SECONDS / max(seconds_per_iteration, 1e-9), total / MIN_CHUNKS))
+    divisor = max(d for d in _divisors(remaining) if d <= target)
+    if divisor >= target / 2:
+        return divisor
+    power = 10 ** math.floor(math.log10(target))
+    return max(m * power for m in (1, 2, 5) if m * power <= target)
 
 
 def _crossed(done: int, n: int, every: int | None) -> bool:
@@ -83,19 +106,21 @@ def _crossed(done: int, n: int, every: int | None) -> bool:
     return bool(every) and done // every > (done - n) // every
 
 
-Evaluate = Callable[[MetaState, int], tuple[dict[str, Any], dict[str, Any]]]
+Evaluate = Callable[..., tuple[dict[str, Any], dict[str, Any]]]
 
 
 def evaluation(cfg: Config, run: Setup, mesh: Mesh | None = None) -> Evaluate:
-    """`evaluate(state, num_tasks) -> (results.json's evaluation entries, inner_steps.json)`
+    """`evaluate(state, num_tasks, progress=None) -> (results.json's evaluation entries,
+    inner_steps.json)`
     on tasks drawn from the run's evaluation key: the metrics after `curve_steps` numbers
     of inner steps, from one adaptation per task; the entries are the last count's, so the
     curve ends at the evaluation. Compiled once, for the periodic and final evaluations."""
     steps = curve_steps(cfg.eval_inner_iters)
     evaluate = evaluator(run.learner, run.problem, mesh, steps)
 
-    def run_evaluation(state: MetaState, num_tasks: int):
-        values = evaluate(state, run.eval_key, num_tasks)
+    def run_evaluation(state: MetaState, num_tasks: int,
+                       progress: Callable[[int, int], None] | None = None):
+        values = evaluate(state, run.eval_key, num_tasks, progress)
         if not all(np.isfinite(v).all() for v in values.values()):
             raise DivergenceError(
                 f"evaluation after meta-iteration {int(state.step)} is not finite (NaN or "
@@ -105,6 +130,8 @@ def evaluation(cfg: Config, run: Setup, mesh: Mesh | None = None) -> Evaluate:
         return (summarize(run.problem, final, inner_iters=cfg.eval_inner_iters),
                 by_steps(run.problem, values, steps))
 
+    run_evaluation.prepare = lambda state, num_tasks: evaluate.prepare(state, run.eval_key,
+                                                                        num_tasks)
     return run_evaluation
 
 
@@ -162,13 +189,17 @@ def _last_checkpoint(checkpoints: Checkpoints) -> str:
 
 class Chunks:
     """A run's compiled training chunks, by length: each compiled once, on first use or
-    ahead (`prepare`), and refused before it runs if it needs more memory than there is."""
+    ahead (`prepare`), and refused before it runs if it needs more memory than there is.
+
+    `length` is `cfg.log_every`, or, where that is None, `auto_chunk` of the time that a
+    chunk of FIRST_CHUNK meta-iterations takes (timed in `prepare`, its result discarded)."""
 
     def __init__(self, cfg: Config, run: Setup, train_key: jax.Array, mesh: Mesh):
         self._cfg, self._mesh = cfg, mesh
         self._runner = chunk_runner(run.learner, run.problem, cfg.meta_batch, train_key, mesh)
         self._compiled: dict[int, Any] = {}
         self.compile_seconds = 0.0
+        self.length = cfg.log_every or FIRST_CHUNK
 
     def _get(self, state: MetaState, iterations: jax.Array):
         n = int(iterations.shape[0])
@@ -183,10 +214,20 @@ class Chunks:
         return replicate(np.arange(start, start + n, dtype=np.int32), self._mesh)
 
     def prepare(self, state: MetaState, start: int) -> None:
-        """Compiles (and checks) the first chunk of a run resuming at `start`."""
-        if start < self._cfg.meta_iters:
-            self._get(state, self.iterations(start, min(self._cfg.log_every,
-                                                        self._cfg.meta_iters - start)))
+        """Chooses the chunk length of a run resuming at `start` (timing a trial chunk whose
+        result is discarded, when it is automatic) and compiles (and checks) it."""
+        remaining = self._cfg.meta_iters - start
+        if remaining <= 0:
+            return
+        if self._cfg.log_every is None:
+            trial = self.iterations(start, min(FIRST_CHUNK, remaining))
+            run = self._get(state, trial)
+            jax.block_until_ready(run(state, trial))  # a first call may warm caches
+            t0 = time.perf_counter()
+            jax.block_until_ready(run(state, trial))
+            seconds = (time.perf_counter() - t0) / int(trial.shape[0])
+            self.length = auto_chunk(seconds, remaining, self._cfg.meta_iters)
+        self._get(state, self.iterations(start, min(self.length, remaining)))
 
     def __call__(self, state: MetaState, iterations: jax.Array):
         return self._get(state, iterations)(state, iterations)
@@ -195,14 +236,13 @@ class Chunks:
 def meta_train(cfg: Config, run: Setup, chunks: Chunks, state: MetaState, done: int,
                seconds_before: float, evaluate: Evaluate, checkpoints: Checkpoints,
                train_key: jax.Array, reporter: Reporter, stop: StopRequest) -> Trained:
-    """Runs meta-iterations `done` to `cfg.meta_iters` in compiled chunks of `log_every`,
+    """Runs meta-iterations `done` to `cfg.meta_iters` in compiled chunks (`Chunks`),
     reporting each chunk, evaluating every `eval_every`, checkpointing every
-    `checkpoint_interval(cfg)` and at the end; after a Ctrl-C (`stop`), checkpoints and
+    `checkpoint_interval` and at the end; after a Ctrl-C (`stop`), checkpoints and
     raises TrainingInterrupted at the chunk's end."""
-    every = checkpoint_interval(cfg)
     start = time.perf_counter()
     while done < cfg.meta_iters:
-        n = min(cfg.log_every, cfg.meta_iters - done)
+        n = min(chunks.length, cfg.meta_iters - done)
         state, metrics = chunks(state, chunks.iterations(done, n))
         diverged = int(metrics.pop("nonfinite_at", -1))
         if diverged >= 0:  # nothing of this chunk is logged or saved
@@ -210,10 +250,12 @@ def meta_train(cfg: Config, run: Setup, chunks: Chunks, state: MetaState, done: 
                 f"meta-iteration {diverged + 1} made the loss or the parameters not finite "
                 f"(NaN or inf); {_last_checkpoint(checkpoints)}; look at {_steps(cfg)}")
         done += n
-        reporter.chunk(done, n, {k: float(v) for k, v in metrics.items()},
-                       seconds_before + time.perf_counter() - start)
+        metrics = {k: float(v) for k, v in metrics.items()}
+        reporter.chunk(done, n, metrics, seconds_before + time.perf_counter() - start)
+        every = checkpoint_interval(cfg, chunks.length)
         if done < cfg.meta_iters and _crossed(done, n, cfg.eval_every):
-            evals, _ = evaluate(state, min(cfg.eval_tasks, PERIODIC_EVAL_TASKS))
+            evals, _ = evaluate(state, min(cfg.eval_tasks, PERIODIC_EVAL_TASKS),
+                                reporter.evaluating)
             reporter.evaluation(done, evals)
         if done == cfg.meta_iters or _crossed(done, n, every) or stop.requested:
             checkpoints.save(done, state, train_key)
@@ -279,6 +321,7 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
         chunks = Chunks(cfg, run, train_key, mesh)
         chunks.prepare(state, resumed_from)  # compiled and checked before anything is written
         evaluate = evaluation(cfg, run, mesh)
+        evaluate.prepare(state, cfg.eval_tasks)  # compiled ahead too
         writer = open_tensorboard(rundir) if open_tensorboard else None
         rundir.write_config(cfg, versions(), devices(mesh))
         rundir.clear_results()
@@ -289,25 +332,27 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
             with StopRequest() as stop:
                 trained = meta_train(cfg, run, chunks, state, resumed_from, seconds_before,
                                      evaluate, checkpoints, train_key, reporter, stop)
-            evals, curve = evaluate(trained.state, cfg.eval_tasks)
+            evals, curve = evaluate(trained.state, cfg.eval_tasks, reporter.evaluating)
             reporter.evaluation(cfg.meta_iters, evals)
-
-    state = jax.device_get(trained.state)  # replicated, so every process holds all of it
-    results = {
-        "config": cfg.to_dict(),
-        **evals,
-        "meta_iterations": cfg.meta_iters,
-        "resumed_from": resumed_from,
-        "wall_seconds": time.perf_counter() - start,
-        "train_seconds": trained.train_seconds,
-        "compile_seconds": trained.compile_seconds,
-        "devices": devices(mesh),
-    }
-    if rundir.writer:
-        record_figures(rundir, curve, run, state)
-    rundir.write_results(results)  # the run is complete from here: written last but plots
-    if plots and rundir.writer:
-        plot_run(rundir)
+            state = jax.device_get(trained.state)  # replicated: every process holds all of it
+            results = {
+                "config": cfg.to_dict(),
+                **evals,
+                "meta_iterations": cfg.meta_iters,
+                "resumed_from": resumed_from,
+                "wall_seconds": time.perf_counter() - start,
+                "train_seconds": trained.train_seconds,
+                "compile_seconds": trained.compile_seconds,
+                "devices": devices(mesh),
+            }
+            if rundir.writer:
+                reporter.status("writing the figures' data")
+                record_figures(rundir, curve, run, state)
+            rundir.write_results(results)  # the run is complete from here; plots come last
+            if plots and rundir.writer:
+                reporter.status("plotting")
+                plot_run(rundir)
+            reporter.status("")
     return results
 
 
