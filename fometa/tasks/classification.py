@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from fometa.tasks.base import Task
 from fometa.tasks.sampling import epoch_batches, independent_batches
@@ -126,11 +127,10 @@ class FewShotTasks(NamedTuple):
 
 def cross_entropy(apply, params, batch: dict[str, jax.Array],
                   reduce: Callable[[jax.Array], jax.Array] = jnp.mean) -> jax.Array:
-    """Softmax cross-entropy of `apply(params, batch["x"])` against integer labels, the
-    per-example losses [n] reduced by `reduce` (default: their mean)."""
+    """Softmax cross-entropy (optax's) of `apply(params, batch["x"])` against integer labels,
+    the per-example losses [n] reduced by `reduce` (default: their mean)."""
     logits = apply(params, batch["x"])
-    logz = jax.nn.logsumexp(logits, axis=-1)
-    return reduce(logz - jnp.take_along_axis(logits, batch["y"][:, None], axis=-1)[:, 0])
+    return reduce(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
 
 
 def accuracies(apply, params, query: dict[str, jax.Array]) -> dict[str, jax.Array]:
