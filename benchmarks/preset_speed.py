@@ -23,6 +23,7 @@ import numpy as np
 from fometa.data import is_rotated
 from fometa.run import (Splits, chunk_runner, classification_problem, evaluate_tasks,
                         make_learner, make_problem, resolve)
+from fometa.run.problems import MATMUL_PRECISIONS, matmul_precision
 
 SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1)),
           "mini-imagenet": ((64, 60, 84, 84, 3), (20, 60, 84, 84, 3))}
@@ -30,8 +31,15 @@ SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1)),
 
 def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
             algorithm: str | None = None, remat: bool = False, chunk_unroll: int = 1,
-            dtype: str = "float32") -> dict:
-    cfg = resolve(preset=preset, conv=conv, algorithm=algorithm, remat=remat, dtype=dtype)
+            dtype: str = "float32", precision: str = "default") -> dict:
+    cfg = resolve(preset=preset, conv=conv, algorithm=algorithm, remat=remat, dtype=dtype,
+                  matmul_precision=precision)
+    with matmul_precision(precision):
+        return _measure(cfg, preset, conv, iters, repeats, eval_tasks, chunk_unroll)
+
+
+def _measure(cfg, preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
+             chunk_unroll: int) -> dict:
     if cfg.dataset == "sine":
         problem = make_problem(cfg)
     else:
@@ -61,7 +69,8 @@ def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
     out = {"preset": preset, "algorithm": cfg.algorithm, "conv": conv,
            "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
            "ms_per_meta_iter": ms, "meta_iters_per_s": 1e3 / ms, "compile_s": compile_s,
-           "iters": iters, "chunk_unroll": chunk_unroll, "remat": remat, "dtype": dtype}
+           "iters": iters, "chunk_unroll": chunk_unroll, "remat": cfg.remat, "dtype": cfg.dtype,
+           "matmul_precision": cfg.matmul_precision}
     if eval_tasks:
         evaluate_tasks(learner, state, problem, jax.random.PRNGKey(2), eval_tasks)  # warm-up
         t0 = time.perf_counter()
@@ -82,13 +91,14 @@ def main() -> None:
     parser.add_argument("--chunk-unroll", type=int, default=1,
                         help="unroll of the scan over meta-iterations (GPU loop overhead)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="default")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows = []
     for preset in args.preset:
         for conv in args.conv or ["auto"]:
             row = measure(preset, conv, args.iters, args.repeats, args.eval_tasks, args.algorithm,
-                          args.remat, args.chunk_unroll, args.dtype)
+                          args.remat, args.chunk_unroll, args.dtype, args.matmul_precision)
             rows.append(row)
             print(f"{preset:28s} {row['algorithm']:8s} conv={conv:5s} {row['ms_per_meta_iter']:9.2f} "
                   f"ms/meta-iter  compile {row['compile_s']:.1f} s"
