@@ -8,7 +8,7 @@ functions); nothing outside it imports it but the `python -m fometa` entry point
 from fometa.run.evaluation import (by_steps, curve_steps, evaluate_tasks, evaluator, mean_ci95,
                                    summarize)
 from fometa.run.interrupt import TrainingInterrupted
-from fometa.run.loop import chunk_runner, task_batch
+from fometa.run.loop import chunk_runner, loop_runner, task_batch
 from fometa.run.plots import plot_run, plot_runs
 from fometa.run.presets import DEFAULT_PRESET, PRESETS, resolve
 from fometa.run.problems import (DATASETS, INNER_OPTIMIZERS, Dataset, Problem, Splits,
@@ -22,6 +22,6 @@ __all__ = [
     "Config", "DATASETS", "DEFAULT_PRESET", "Dataset", "INNER_OPTIMIZERS", "PRESETS", "Problem",
     "RunDir", "Splits", "TrainingInterrupted", "by_steps", "check", "chunk_runner",
     "classification_problem", "curve_steps", "evaluate_run", "evaluate_tasks", "evaluator",
-    "load_run", "make_learner", "make_problem", "mean_ci95", "plot_run", "plot_runs",
+    "load_run", "loop_runner", "make_learner", "make_problem", "mean_ci95", "plot_run", "plot_runs",
     "register_dataset", "resolve", "setup", "summarize", "task_batch", "train",
 ]

@@ -59,3 +59,40 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
         return state, means
 
     return meta_chunk
+
+
+def loop_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array,
+                mesh: Mesh | None = None):
+    """A jitted `run(state, start, n) -> (state, mean metrics)` over meta-iterations
+    start .. start + n - 1: `chunk_runner`'s iterations in a `lax.fori_loop` whose length is
+    an argument, so one compiled program serves chunks of every length (the training loop
+    times a short first chunk to choose the others' length). The metrics are the chunk's
+    means, with "nonfinite_at" as in `chunk_runner` for a learner that checks finiteness."""
+    mesh = task_mesh() if mesh is None else mesh
+    check_divisible(meta_batch, mesh)
+
+    def step(state, i):
+        tasks = task_batch(problem, jax.random.fold_in(train_key, i), meta_batch)
+        state, metrics = learner.step(state, shard_tasks(tasks, mesh))
+        return state, metrics.pop("finite", jnp.float32(1.0)), metrics
+
+    whole = replicated(mesh)
+
+    @functools.partial(jax.jit, in_shardings=(whole, whole, whole), out_shardings=(whole, whole))
+    def meta_chunk(state, start, n):
+        shapes = jax.eval_shape(step, state, start)[2]
+        sums = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        def body(k, carry):
+            state, sums, first = carry
+            i = start + k
+            state, finite, metrics = step(state, i)
+            sums = jax.tree_util.tree_map(jnp.add, sums, metrics)
+            return state, sums, jnp.where((first < 0) & (finite == 0), i, first)
+
+        state, sums, first = jax.lax.fori_loop(0, n, body, (state, sums, jnp.int32(-1)))
+        means = jax.tree_util.tree_map(lambda s: s / n, sums)
+        means["nonfinite_at"] = first
+        return state, means
+
+    return meta_chunk

@@ -26,7 +26,7 @@ from fometa.learner import MetaLearner, MetaState
 from fometa.run.checkpoint import Checkpoints
 from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
 from fometa.run.interrupt import StopRequest, TrainingInterrupted
-from fometa.run.loop import chunk_runner
+from fometa.run.loop import loop_runner
 from fometa.run.plots import plot_run
 from fometa.run.problems import Problem, make_learner, make_problem, matmul_precision
 from fometa.run import report
@@ -76,7 +76,7 @@ def devices(mesh: Mesh | None = None) -> list[str]:
 
 CHUNK_SECONDS = 3.0  # the automatic chunk: about this long,
 MIN_CHUNKS = 50      # and at least this many chunks (log lines) a run
-FIRST_CHUNK = 10     # meta-iterations of the trial chunk timed to choose it
+FIRST_CHUNK = 10     # meta-iterations of the first chunk, timed to choose the others' length
 
 
 def checkpoint_interval(cfg: Config, chunk: int) -> int:
@@ -84,19 +84,10 @@ def checkpoint_interval(cfg: Config, chunk: int) -> int:
     return cfg.checkpoint_every or 10 * chunk
 
 
-def _divisors(n: int) -> list[int]:
-    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    return sorted(set(small + [n // d for d in small]))
-
-
-def auto_chunk(seconds_per_iteration: float, remaining: int, total: int) -> int:
-    """The automatic chunk length: about CHUNK_SECONDS of training and at most
-    total / MIN_CHUNKS meta-iterations, preferring a divisor of `remaining` (the chunks then
-    share one compiled program), else a round number (1, 2 or 5 times a power of ten)."""
+def auto_chunk(seconds_per_iteration: float, total: int) -> int:
+    """The automatic chunk length: a round number (1, 2 or 5 times a power of ten) of
+    meta-iterations, about CHUNK_SECONDS of training and at most total / MIN_CHUNKS."""
     target = max(1.0, min(CHUNK_SECONDS / max(seconds_per_iteration, 1e-9), total / MIN_CHUNKS))
-    divisor = max(d for d in _divisors(remaining) if d <= target)
-    if divisor >= target / 2:
-        return divisor
     power = 10 ** math.floor(math.log10(target))
     return max(m * power for m in (1, 2, 5) if m * power <= target)
 
@@ -188,49 +179,41 @@ def _last_checkpoint(checkpoints: Checkpoints) -> str:
 
 
 class Chunks:
-    """A run's compiled training chunks, by length: each compiled once, on first use or
-    ahead (`prepare`), and refused before it runs if it needs more memory than there is.
+    """A run's compiled training loop (`loop_runner`: one program for chunks of any
+    length), compiled ahead (`prepare`) and refused before it runs if it needs more memory
+    than there is.
 
-    `length` is `cfg.log_every`, or, where that is None, `auto_chunk` of the time that a
-    chunk of FIRST_CHUNK meta-iterations takes (timed in `prepare`, its result discarded)."""
+    `length` is `cfg.log_every`, or, where that is None, `auto_chunk` of the time that the
+    first chunk, FIRST_CHUNK meta-iterations, took (`measured`)."""
 
     def __init__(self, cfg: Config, run: Setup, train_key: jax.Array, mesh: Mesh):
         self._cfg, self._mesh = cfg, mesh
-        self._runner = chunk_runner(run.learner, run.problem, cfg.meta_batch, train_key, mesh)
-        self._compiled: dict[int, Any] = {}
+        self._runner = loop_runner(run.learner, run.problem, cfg.meta_batch, train_key, mesh)
+        self._compiled = None
         self.compile_seconds = 0.0
         self.length = cfg.log_every or FIRST_CHUNK
+        self._auto = cfg.log_every is None
 
-    def _get(self, state: MetaState, iterations: jax.Array):
-        n = int(iterations.shape[0])
-        if n not in self._compiled:
+    def _scalar(self, value: int) -> jax.Array:
+        return replicate(np.int32(value), self._mesh)
+
+    def prepare(self, state: MetaState) -> None:
+        """Compiles the loop (and checks its memory)."""
+        if self._compiled is None:
             t0 = time.perf_counter()
-            self._compiled[n] = self._runner.lower(state, iterations).compile()
+            self._compiled = self._runner.lower(state, self._scalar(0), self._scalar(1)).compile()
             self.compile_seconds += time.perf_counter() - t0
-            _check_memory(self._compiled[n], self._cfg, self._mesh)
-        return self._compiled[n]
+            _check_memory(self._compiled, self._cfg, self._mesh)
 
-    def iterations(self, start: int, n: int) -> jax.Array:
-        return replicate(np.arange(start, start + n, dtype=np.int32), self._mesh)
+    def measured(self, n: int, seconds: float, done: int) -> None:
+        """The first chunk of an automatic length took `seconds` for `n` iterations."""
+        if self._auto:
+            self._auto = False
+            self.length = auto_chunk(seconds / n, self._cfg.meta_iters)
 
-    def prepare(self, state: MetaState, start: int) -> None:
-        """Chooses the chunk length of a run resuming at `start` (timing a trial chunk whose
-        result is discarded, when it is automatic) and compiles (and checks) it."""
-        remaining = self._cfg.meta_iters - start
-        if remaining <= 0:
-            return
-        if self._cfg.log_every is None:
-            trial = self.iterations(start, min(FIRST_CHUNK, remaining))
-            run = self._get(state, trial)
-            jax.block_until_ready(run(state, trial))  # a first call may warm caches
-            t0 = time.perf_counter()
-            jax.block_until_ready(run(state, trial))
-            seconds = (time.perf_counter() - t0) / int(trial.shape[0])
-            self.length = auto_chunk(seconds, remaining, self._cfg.meta_iters)
-        self._get(state, self.iterations(start, min(self.length, remaining)))
-
-    def __call__(self, state: MetaState, iterations: jax.Array):
-        return self._get(state, iterations)(state, iterations)
+    def __call__(self, state: MetaState, start: int, n: int):
+        self.prepare(state)
+        return self._compiled(state, self._scalar(start), self._scalar(n))
 
 
 def meta_train(cfg: Config, run: Setup, chunks: Chunks, state: MetaState, done: int,
@@ -241,9 +224,10 @@ def meta_train(cfg: Config, run: Setup, chunks: Chunks, state: MetaState, done: 
     `checkpoint_interval` and at the end; after a Ctrl-C (`stop`), checkpoints and
     raises TrainingInterrupted at the chunk's end."""
     start = time.perf_counter()
-    while done < cfg.meta_iters:
-        n = min(chunks.length, cfg.meta_iters - done)
-        state, metrics = chunks(state, chunks.iterations(done, n))
+    while done < cfg.meta_iters:  # chunks end at multiples of their length
+        n = min(chunks.length - done % chunks.length, cfg.meta_iters - done)
+        t0 = time.perf_counter()
+        state, metrics = chunks(state, done, n)
         diverged = int(metrics.pop("nonfinite_at", -1))
         if diverged >= 0:  # nothing of this chunk is logged or saved
             raise DivergenceError(
@@ -251,6 +235,7 @@ def meta_train(cfg: Config, run: Setup, chunks: Chunks, state: MetaState, done: 
                 f"(NaN or inf); {_last_checkpoint(checkpoints)}; look at {_steps(cfg)}")
         done += n
         metrics = {k: float(v) for k, v in metrics.items()}
+        chunks.measured(n, time.perf_counter() - t0, done)
         reporter.chunk(done, n, metrics, seconds_before + time.perf_counter() - start)
         every = checkpoint_interval(cfg, chunks.length)
         if done < cfg.meta_iters and _crossed(done, n, cfg.eval_every):
@@ -319,7 +304,7 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
             state, train_key, resumed_from = checkpoints.restore(state, train_key)
         start = time.perf_counter()
         chunks = Chunks(cfg, run, train_key, mesh)
-        chunks.prepare(state, resumed_from)  # compiled and checked before anything is written
+        chunks.prepare(state)  # compiled and checked before anything is written
         evaluate = evaluation(cfg, run, mesh)
         evaluate.prepare(state, cfg.eval_tasks)  # compiled ahead too
         writer = open_tensorboard(rundir) if open_tensorboard else None
