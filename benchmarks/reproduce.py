@@ -27,6 +27,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from fometa.errors import UserError
 from fometa.run import PRESETS, resolve, train
 from fometa.run.cli import build_parser, given_settings
 from fometa.run.presets import paper_numbers, paper_result
@@ -63,8 +64,9 @@ def across_seeds(per_seed: list[dict]) -> dict:
             continue
         scale = 100.0 if runs[0]["metric"] == "accuracy" else 1.0
         means = [scale * r["mean"] for r in runs]
+        intervals = [scale * r["ci95"] for r in runs if r["ci95"] is not None]
         out[mode] = {"metric": runs[0]["metric"], "mean": float(np.mean(means)),
-                     "ci95": float(np.mean([scale * r["ci95"] for r in runs])),
+                     "ci95": float(np.mean(intervals)) if intervals else None,
                      "seed_std": float(np.std(means, ddof=1)) if len(means) > 1 else None,
                      "seeds": len(means), "tasks": runs[0]["tasks"]}
     return out
@@ -86,7 +88,14 @@ def row_file(label: str, preset: str, trained_as: str, flags_given: dict, comman
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except UserError as e:  # one line, as fometa's command
+        print(f"reproduce: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
     command = shlex.join(["python", "benchmarks/reproduce.py", *argv])
     extra: list[str] = []
     if "--" in argv:
@@ -102,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results", help="folder of the result files")
     args = parser.parse_args(argv)
     given = train_flags(extra)
+    for name in ("preset", "dataset"):
+        if name in given:
+            parser.error(f"--{name} after -- would change the row: use --preset")
     if not args.variant and any(not DECLARED[k].resumable for k in given):
         parser.error("name the settings after -- with --variant (only settings that change "
                      "no number, such as --eval-every, may go without)")

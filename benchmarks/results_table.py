@@ -25,9 +25,12 @@ def _accuracy(entry: dict | None) -> str:
     if not entry:
         return "-"
     spread = f", between seeds +/- {entry['seed_std']:.2f}" if entry.get("seed_std") else ""
-    if entry["metric"] == "accuracy":
-        return f"{entry['mean']:.2f} +/- {entry['ci95']:.2f}%{spread}"
-    return f"{entry['metric']} {entry['mean']:.3g} +/- {entry['ci95']:.2g}{spread}"
+    accuracy = entry["metric"] == "accuracy"
+    ci = "" if entry["ci95"] is None else \
+        f" +/- {entry['ci95']:.2f}" if accuracy else f" +/- {entry['ci95']:.2g}"
+    if accuracy:
+        return f"{entry['mean']:.2f}{ci}%{spread}"
+    return f"{entry['metric']} {entry['mean']:.3g}{ci}{spread}"
 
 
 def line(row: dict) -> str:

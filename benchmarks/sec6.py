@@ -40,10 +40,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from fometa.errors import UserError
 from fometa.run import RunDir, resolve, train
+from fometa.run.plots import new_figure
 
 # The gradients experiment's shared flags (supervised-reptile README: $shared, and
 # run_omniglot.py's defaults: 5 classes, 5 shots, meta-batch 1).
@@ -110,17 +110,11 @@ def run_all(experiment: str, runs: dict[str, dict], budget: dict, root: Path) ->
     return out
 
 
-def _figure(width: float) -> Figure:
-    fig = Figure(figsize=(width, 4))
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def gradients_figure(results: dict, out: Path, title: str) -> None:
     """Accuracy against meta-iterations, one line per gradient combination (paper Fig. 4)."""
-    fig = _figure(8)
+    fig = new_figure((8, 4))
     ax = fig.subplots()
-    for i, (name, r) in enumerate(results.items()):
+    for name, r in results.items():
         its, acc = np.array(r["curve"]).T if r["curve"] else ([], [])
         style = "--" if r["settings"]["algorithm"] == "foml" else ":" if "/" in name else "-"
         ax.plot(its, 100 * np.asarray(acc), style, color=f"C{r['settings']['inner_iters'] - 1}",
@@ -136,7 +130,7 @@ def gradients_figure(results: dict, out: Path, title: str) -> None:
 def overlap_figure(results: dict, out: Path, title: str) -> None:
     """Final accuracy against inner steps (batch 10) and inner batch size (4 steps), one
     line per method (paper Fig. 5)."""
-    fig = _figure(10)
+    fig = new_figure((10, 4))
     axes = fig.subplots(1, 2, sharey=True)
     for i, method in enumerate(OVERLAP_METHODS):
         for ax, points, x_of in ((axes[0], [(k, BATCH) for k in STEPS], lambda p: p[0]),
@@ -146,7 +140,7 @@ def overlap_figure(results: dict, out: Path, title: str) -> None:
             if pts:
                 xs = [x for x, _ in pts]
                 ax.errorbar(xs, [100 * f["mean"] for _, f in pts],
-                            yerr=[100 * f["ci95"] for _, f in pts], marker="o", capsize=3,
+                            yerr=[100 * (f["ci95"] or 0) for _, f in pts], marker="o", capsize=3,
                             color=f"C{i}", label=method)
     axes[0].set_xlabel(f"inner steps (batch {BATCH})")
     axes[1].set_xlabel(f"inner batch size ({BATCH_STEPS} steps)")
@@ -161,7 +155,14 @@ FIGURES = {"gradients": gradients_figure, "overlap": overlap_figure}
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except UserError as e:  # one line, as fometa's command
+        print(f"sec6: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", choices=list(EXPERIMENTS))
     parser.add_argument("--meta-iters", type=int, default=40000,

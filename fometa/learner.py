@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from fometa.algorithms import Algorithm, get_rule, meta_gradient
-from fometa.inner import InnerOpt, LossFn, Params, as_optimizer, inner_loop, inner_path
+from fometa.inner import (InnerOpt, LossFn, Params, as_optimizer, inner_loop, inner_path,
+                          num_steps)
 from fometa.tasks.base import Task
 
 
@@ -110,8 +111,8 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         second-order gradient then keeps only each step's params, optimizer state and
         batch, not its activations, and recomputes them. No effect on the results; on
         the CPU MAML is also faster with it.
-      check_finite: the step's metrics also hold "finite": 1.0 if the new params and the
-        step's losses are all finite, else 0.0 (divergence: NaN or inf).
+      check_finite: the step's metrics also hold "finite": 1.0 if the new state (params and
+        both optimizer states) and the step's losses are all finite, else 0.0 (divergence).
     """
     rule = get_rule(algorithm)
     opt = as_optimizer(inner_opt)
@@ -148,8 +149,8 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         params = optax.apply_updates(state.params, updates)
         inner_state = final if carry_inner_state else state.inner_state
         metrics = jax.tree_util.tree_map(jnp.mean, metrics)
-        if check_finite:
-            leaves = jax.tree_util.tree_leaves((params, metrics))
+        if check_finite:  # every float of the new state (params, both optimizer states)
+            leaves = jax.tree_util.tree_leaves((params, outer_state, inner_state, metrics))
             metrics["finite"] = jnp.all(jnp.array(
                 [jnp.all(jnp.isfinite(x)) for x in leaves
                  if jnp.issubdtype(x.dtype, jnp.inexact)])).astype(jnp.float32)
@@ -161,6 +162,9 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
             adapted, _, _ = inner_loop(loss_fn, state.params, support, opt, start_state(state),
                                        unroll)
             return adapted
+        if list(steps) != sorted(set(steps)) or steps[-1] > num_steps(support):
+            raise ValueError(f"steps {tuple(steps)} must increase and end at most at the "
+                             f"support's {num_steps(support)} inner steps")
         each = (lambda p: p) if each is None else each
         stack = lambda *xs: jnp.stack(xs)
         if steps[-1] > 0 and tuple(steps) in (tuple(range(steps[-1] + 1)),
@@ -187,10 +191,10 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
 
 def evaluate(learner: MetaLearner, state: MetaState, tasks: Task,
              metric_fn: Callable[[Params, Any], jax.Array],
-             steps: tuple[int, ...] | None = None) -> jax.Array:
-    """Adapts to each task of a batch and returns `metric_fn(adapted, query)`, shape [tasks];
-    with `steps`, the metric after each of those numbers of inner steps, [tasks, len(steps)],
-    from one adaptation per task."""
+             steps: tuple[int, ...] | None = None) -> Any:
+    """Adapts to each task of a batch and returns `metric_fn(adapted, query)` for each
+    (leaves [tasks]); with `steps`, the metric after each of those numbers of inner steps
+    (leaves [tasks, len(steps)]), from one adaptation per task."""
     if steps is None:
         return jax.vmap(lambda t: metric_fn(learner.adapt(state, t.support), t.query))(tasks)
 

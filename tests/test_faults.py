@@ -166,7 +166,9 @@ def test_second_writer_is_refused_naming_the_first(tmp_path):
     finally:
         first.kill()
         first.wait()
-    # The lock died with its process: the directory can be written again.
+    # The lock died with its process: the directory can be written again (eval now says
+    # only that the first run left no checkpoint).
     proc = subprocess.run([sys.executable, "-m", "fometa", "eval", "--run-dir", str(run_dir)],
                           capture_output=True, text=True, timeout=300)
-    assert "being written" not in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "checkpoint" in proc.stderr and "being written" not in proc.stderr

@@ -2,11 +2,12 @@
 
 import json
 
+import jax
 import numpy as np
-
 import pytest
 
-from fometa.run import RunDir, curve_steps, plot_runs, resolve, train
+from fometa.run import (RunDir, chunk_runner, curve_steps, evaluate_run, evaluate_tasks, plot_runs,
+                        resolve, setup, train)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -40,8 +41,11 @@ def test_inner_steps_curve_ends_at_the_final_evaluation(runs):
     assert curve["steps"] == list(curve_steps(32))
     mse = curve["mse"]["mean"]
     assert len(mse) == len(curve["steps"]) == len(curve["mse"]["ci95"])
-    # The same adaptations as the final evaluation: its number is the curve's last point.
+    # The curve's last point is the final evaluation's number, which re-evaluating the
+    # saved checkpoint (another process's path: restore, then evaluate) gives again.
     assert mse[-1] == results["eval"]["mean"]
+    again = evaluate_run(run_dir, write=False)
+    assert again["eval"]["mean"] == pytest.approx(mse[-1], rel=1e-6)
     # A meta-trained sine initialisation improves with adaptation (paper Fig. 1).
     assert mse[-1] < 0.5 * mse[0]
 
@@ -54,24 +58,22 @@ def test_plot_runs_overlays_several_runs(runs, tmp_path):
     assert len(eval_lines) == 1 and eval_lines[0]["eval"]["metric"] == "mse"
 
 
-def test_evaluation_path_is_the_plain_one_in_float64():
-    """Recording the metric at several step counts adapts in stretches; in float64 the last
-    point is the plain evaluation's number (float32 rounding differs between the two)."""
-    import jax
-
-    from fometa.run import chunk_runner, evaluate_tasks, setup
-
+@pytest.mark.parametrize("inner_steps", [32, 6])  # recorded in stretches; at every step
+def test_evaluation_path_is_the_plain_one_in_float64(inner_steps):
+    """Recording the metric at several step counts adapts in stretches (or, up to 10 steps,
+    records every step inside one loop); in float64 the last point is the plain
+    evaluation's number (float32 rounding differs between the paths)."""
     with jax.enable_x64(True):
-        cfg = resolve("sine", seed=5)
+        cfg = resolve("sine", seed=5, eval_inner_iters=inner_steps)
         run = setup(cfg)
         state = run.learner.init(run.problem.init_params(run.init_key))
         state, _ = chunk_runner(run.learner, run.problem, 1, run.train_key)(
             state, jax.numpy.arange(100))
         plain = evaluate_tasks(run.learner, state, run.problem, run.eval_key, 20)["mse"]
         path = evaluate_tasks(run.learner, state, run.problem, run.eval_key, 20,
-                              steps=curve_steps(32))["mse"]
+                              steps=curve_steps(inner_steps))["mse"]
         tasks = jax.vmap(run.problem.eval_task)(jax.random.split(run.eval_key, 20))
         before = jax.vmap(run.problem.metric_fn, in_axes=(None, 0))(state.params, tasks.query)
-    assert path.shape == (20, len(curve_steps(32)))
+    assert path.shape == (20, len(curve_steps(inner_steps)))
     np.testing.assert_allclose(path[:, -1], plain, rtol=1e-9)
     np.testing.assert_allclose(path[:, 0], before["mse"], rtol=1e-12)  # 0 steps: no change

@@ -137,12 +137,16 @@ def test_training_leaves_pyplot_backend_and_logging_levels_alone(tmp_path):
 
 
 def _imports(path: Path) -> set[str]:
+    """Every module `path` imports, `from X import Y` as X and X.Y, relative ones resolved."""
+    package = ["fometa", *path.relative_to(PACKAGE).parent.parts]
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            out.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            out |= {module} | {f"{module}.{a.name}" for a in node.names}
     return out
 
 

@@ -90,7 +90,11 @@ def _unpickle(path: Path) -> dict:
 
 
 def _from_pickles(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    names = list(_unpickle(folder / "meta")["fine_label_names"])
+    try:
+        names = list(_unpickle(folder / "meta")["fine_label_names"])
+    except (KeyError, TypeError) as e:
+        raise DataError(f"{folder / 'meta'} is not CIFAR-100's meta pickle (no "
+                        "fine_label_names)") from e
     images, labels = [], []
     for part in ("train", "test"):
         d = _unpickle(folder / part)

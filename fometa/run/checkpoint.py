@@ -28,7 +28,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from fometa.errors import CheckpointError
+from fometa.errors import CheckpointError, one_line
 
 MAX_TO_KEEP = 3
 
@@ -150,7 +150,8 @@ class Checkpoints:
             if iteration != step:
                 raise ValueError(f"it says meta-iteration {iteration}")
         except Exception as e:  # tensorstore, orbax and msgpack raise many types
-            error = type(e).__name__
+            error = type(e).__name__ + (f": {one_line(e)}" if isinstance(e, ValueError)
+                                        and str(e).startswith("it says") else "")
         if error is not None:
             _quiet_collect()  # orbax's abandoned read coroutines would print tracebacks
             raise CheckpointError(f"checkpoint {folder} could not be read ({error}): it is "

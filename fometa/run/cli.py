@@ -18,7 +18,7 @@ import fometa
 from fometa.errors import ConfigError, UserError, one_line
 from fometa.run.plots import OVERLAY, plot_runs
 from fometa.run.presets import PRESETS, paper_result, resolve, resolve_from
-from fometa.run.rundir import EVAL, RESULTS, TENSORBOARD, RunDir
+from fometa.run.rundir import EVAL, RESULTS, TENSORBOARD, read_config_file
 from fometa.run.settings import DECLARED, Switch, evaluation_settings, flag, flags, parse
 from fometa.run.training import evaluate_run, train
 
@@ -98,10 +98,23 @@ def _mean_ci(entry: dict[str, Any]) -> str:
     return f"{entry['mean']:.4f}{ci}"
 
 
+def _summary(results: dict[str, Any], inner_iters: int) -> str:
+    """results.json's or eval.json's evaluation in a line."""
+    ev = results["eval"]
+    line = f"{ev['metric']} after {inner_iters} inner steps on {ev['tasks']} tasks: {_mean_ci(ev)}"
+    if "eval_transductive" in results:
+        line += f" (transductive {_mean_ci(results['eval_transductive'])})"
+    return line
+
+
 def _train(args: argparse.Namespace) -> int:
     settings = given_settings(args, [name for name, _ in flags()])
     if args.config:
-        cfg = resolve_from(RunDir(Path(args.config).parent).read_config(), **settings)
+        for name in ("dataset", "preset"):
+            if settings.pop(name) is not None:
+                raise ConfigError(f"--config starts from a saved run's settings; {flag(name)} "
+                                  "cannot change them (start from the preset instead)")
+        cfg = resolve_from(read_config_file(Path(args.config)), **settings)
     else:
         cfg = resolve(settings.pop("dataset"), settings.pop("preset"), **settings)
     run_dir = args.run_dir or f"runs/{cfg.dataset}-{cfg.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -113,12 +126,8 @@ def _train(args: argparse.Namespace) -> int:
               f"{results['meta_iterations']}; its {RESULTS}:")
     elif results.get("resumed_from"):
         print(f"resumed at meta-iteration {results['resumed_from']}")
-    ev = results["eval"]
-    line = (f"{ev['metric']} after {cfg.eval_inner_iters} inner steps on {ev['tasks']} tasks: "
-            f"{_mean_ci(ev)}")
-    if "eval_transductive" in results:
-        line += f" (transductive {_mean_ci(results['eval_transductive'])})"
-    print(f"{line}  [{results['wall_seconds']:.1f} s; run dir {run_dir}]")
+    print(f"{_summary(results, cfg.eval_inner_iters)}  [{results['wall_seconds']:.1f} s; "
+          f"run dir {run_dir}]")
     return 0
 
 
@@ -127,13 +136,8 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    cfg = out["config"]
-    line = (f"{out['eval']['metric']} after {cfg['eval_inner_iters']} inner steps on "
-            f"{out['eval']['tasks']} tasks: {_mean_ci(out['eval'])}")
-    if "eval_transductive" in out:
-        line += f" (transductive {_mean_ci(out['eval_transductive'])})"
-    print(f"{line}  [checkpoint at meta-iteration {out['meta_iterations']}; "
-          f"{Path(args.run_dir) / EVAL}]")
+    print(f"{_summary(out, out['config']['eval_inner_iters'])}  [checkpoint at meta-iteration "
+          f"{out['meta_iterations']}; {Path(args.run_dir) / EVAL}]")
     return 0
 
 

@@ -25,7 +25,8 @@ OVERLAY = "learning_curves.png"  # `fometa plot`'s default output, in the curren
 MODES = {"eval": "non-transductive", "eval_transductive": "transductive"}
 
 
-def _figure(figsize: tuple[float, float]) -> Figure:
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A matplotlib figure on its own Agg canvas (no pyplot, no backend switch)."""
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
     return fig
@@ -33,7 +34,10 @@ def _figure(figsize: tuple[float, float]) -> Figure:
 
 def _save(fig: Figure, out: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    try:
+        fig.savefig(out, dpi=100)
+    except OSError as e:
+        raise UserError(f"cannot write {out} ({e.strerror or type(e).__name__})") from None
     return Path(out)
 
 
@@ -55,6 +59,7 @@ def _curves(axes, run: RunDir, label: str | None, color=None) -> None:
     single evaluation an error bar; series are labelled by mode (and run, with `label`)."""
     train, evals = run.read_metrics()
     loss_key = "query_loss" if train and "query_loss" in train[0] else "support_loss"
+    train = [l for l in train if loss_key in l]
     if train:
         its = [l["iteration"] for l in train]
         axes[0].plot(its, [l[loss_key] for l in train], "-o" if len(its) < 20 else "-",
@@ -90,7 +95,7 @@ def _legends(axes) -> None:
 
 def learning_curve_figure(run: RunDir) -> Figure:
     """Training loss and evaluation metric (95% band) against meta-iterations."""
-    fig = _figure((10, 4))
+    fig = new_figure((10, 4))
     axes = fig.subplots(1, 2)
     _curves(axes, run, None)
     _legends(axes[1:])
@@ -102,7 +107,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> Path
     """The learning curves of several runs overlaid in one figure, written to `out`
     (default `learning_curves.png` in the current folder; its suffix picks the format)."""
     out = Path(out or OVERLAY)
-    fig = _figure((10, 4))
+    fig = new_figure((10, 4))
     formats = fig.canvas.get_supported_filetypes()
     if out.suffix[1:].lower() not in formats:
         raise UserError(f"cannot write {out}: unknown image format {out.suffix!r}; use one of "
@@ -120,7 +125,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> Path
 
 def inner_steps_figure(run: RunDir, curve: dict) -> Figure:
     """The metric after k inner steps at test time (inner_steps.json's `curve`)."""
-    fig = _figure((6, 4))
+    fig = new_figure((6, 4))
     ax = fig.subplots()
     for name, style in ((curve["metric"], "-o"), (f"{curve['metric']}_transductive", "--s")):
         if name not in curve:
@@ -143,7 +148,7 @@ def inner_steps_figure(run: RunDir, curve: dict) -> Figure:
 def adaptation_figure(run: RunDir, figure: dict) -> Figure:
     """One task's adaptation (adaptation.json's `figure`): its first line (the truth) in
     black, the others (predictions) in colour, and its points (sine: the support)."""
-    fig = _figure((6.5, 4.3))
+    fig = new_figure((6.5, 4.3))
     ax = fig.subplots()
     (truth, y), *rest = figure["lines"].items()
     ax.plot(figure["x"], y, "k-", lw=2, label=truth)

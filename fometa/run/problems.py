@@ -232,6 +232,12 @@ def classification_problem(cfg, splits: Splits | None = None) -> Problem:
 def check_classification(cfg) -> None:
     if cfg.ways is None:
         raise ConfigError(f"dataset {cfg.dataset!r} needs --ways")
+    if cfg.replacement:  # each minibatch draws distinct examples from the pool
+        for name, batch, shots in (("inner-batch", cfg.inner_batch, cfg.train_shots or cfg.shots),
+                                   ("eval-inner-batch", cfg.eval_inner_batch, cfg.shots)):
+            if batch is not None and batch > cfg.ways * shots:
+                raise ConfigError(f"--{name} {batch} exceeds the {cfg.ways * shots} examples it "
+                                  "is drawn from with --replacement")
     if cfg.foml_tail is not None:
         pool = (cfg.train_shots or cfg.shots) - cfg.foml_tail
         head = cfg.inner_batch or cfg.ways * pool
@@ -273,15 +279,26 @@ DATASETS: dict[str, Dataset] = {
                         MiniImageNetCNN),
 }
 
-def register_dataset(name: str, build: Callable[[Any], Problem],
-                     check: Callable[[Any], None] = lambda cfg: None) -> Dataset:
+def register_dataset(name: str, build: Callable[[Any], Problem] | None = None,
+                     check: Callable[[Any], None] | None = None,
+                     splits: Callable[[Any], Splits] | None = None,
+                     network: type | None = None) -> Dataset:
     """Makes `name` a dataset of the run machinery: `fometa.run.train(resolve(name, ...))`
     and `fometa train --dataset name` then train `build(cfg)`'s problem with checkpoints,
     resume, evaluation, the run directory and plots. `check(cfg)` raises a ConfigError for
-    settings it refuses. An existing name is refused."""
+    settings it refuses. An image dataset gives `splits(cfg)` (its `Splits`, e.g. from
+    `fometa.data.classes_from_labels`) and `network` (a flax module class taking
+    `num_classes` and `conv`) instead of `build`: N-way K-shot classification as for the
+    paper's datasets. An existing name is refused."""
     if name in DATASETS:
         raise ValueError(f"dataset {name!r} is already registered")
-    DATASETS[name] = Dataset(build, check)
+    if (build is None) == (splits is None or network is None):
+        raise ValueError("give either build, or splits and network")
+    if build is None:
+        DATASETS[name] = Dataset(classification_problem, check or check_classification,
+                                 splits, network)
+    else:
+        DATASETS[name] = Dataset(build, check or (lambda cfg: None))
     return DATASETS[name]
 
 

@@ -19,7 +19,7 @@ from typing import Any, Iterator, TextIO
 import jax
 import numpy as np
 
-from fometa.errors import RunDirError
+from fometa.errors import DivergenceError, RunDirError, one_line
 from fometa.run.checkpoint import Checkpoints
 from fometa.run.settings import Config, differences, flag
 
@@ -53,6 +53,28 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def read_config_file(path: Path, hint: str = "") -> Config:
+    """The settings saved in a config.json (any name); a one-line RunDirError if it cannot
+    be read."""
+    try:
+        return Config.from_dict(json.loads(Path(path).read_text())["config"])
+    except (OSError, ValueError, KeyError, TypeError) as e:  # ConfigError is a ValueError
+        raise RunDirError(f"{path} could not be read ({type(e).__name__}: {one_line(e)})"
+                          f"{hint}") from None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A run file's content, None if it is not there; a one-line RunDirError if it is
+    damaged (not JSON)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RunDirError(f"{path} could not be read ({type(e).__name__}); delete it to have "
+                          "it written again") from None
+
+
 def _write_text(path: Path, text: str) -> None:
     """Writes `text` to `path` atomically (a temporary file renamed into place); a one-line
     RunDirError if it cannot be written (a full disk, a read-only file system)."""
@@ -65,8 +87,17 @@ def _write_text(path: Path, text: str) -> None:
         raise RunDirError(f"cannot write {path} ({e.strerror})") from None
 
 
+def _json(obj: Any, what: Path | str, indent: int | None = None) -> str:
+    """`obj` as JSON; a one-line DivergenceError instead of a bare NaN or Infinity."""
+    try:
+        return json.dumps(obj, indent=indent, allow_nan=False)
+    except ValueError:
+        raise DivergenceError(f"{what}: a value is not finite (NaN or inf); it is not "
+                              "written") from None
+
+
 def _write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
-    _write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")  # never NaN
+    _write_text(path, _json(obj, path, indent) + "\n")
 
 
 class MetricsLog:
@@ -77,8 +108,9 @@ class MetricsLog:
 
     def _write(self, entry: dict[str, Any]) -> None:
         if self._file is not None:
+            line = _json(entry, self._file.name) + "\n"
             try:
-                self._file.write(json.dumps(entry, allow_nan=False) + "\n")
+                self._file.write(line)
                 self._file.flush()
             except OSError as e:
                 raise RunDirError(f"cannot write {self._file.name} ({e.strerror})") from None
@@ -176,11 +208,7 @@ class RunDir:
 
     def read_config(self, hint: str = "") -> Config:
         """The saved settings; a one-line RunDirError if they are missing or unreadable."""
-        path = _existing(self.file(CONFIG))
-        try:
-            return Config.from_dict(json.loads(path.read_text())["config"])
-        except (ValueError, KeyError, TypeError) as e:  # ConfigError is a ValueError
-            raise RunDirError(f"{path} could not be read ({type(e).__name__}){hint}") from None
+        return read_config_file(_existing(self.file(CONFIG)), hint)
 
     def check_config(self, cfg: Config) -> None:
         """Raises a one-line RunDirError naming the settings in which the saved config
@@ -251,8 +279,7 @@ class RunDir:
     # results.json, eval.json, inner_steps.json, adaptation.json
 
     def read_results(self) -> dict[str, Any] | None:
-        path = self.file(RESULTS)
-        return json.loads(path.read_text()) if path.is_file() else None
+        return _read_json(self.file(RESULTS))
 
     def clear_results(self) -> None:
         if self.writer:
@@ -271,8 +298,7 @@ class RunDir:
             _write_json(self.file(INNER_STEPS), curve, indent=1)
 
     def read_inner_steps(self) -> dict[str, Any] | None:
-        path = self.file(INNER_STEPS)
-        return json.loads(path.read_text()) if path.is_file() else None
+        return _read_json(self.file(INNER_STEPS))
 
     def write_adaptation(self, figure: dict[str, Any]) -> None:
         """adaptation.json: an `Illustration` (its arrays as lists)."""
@@ -281,8 +307,7 @@ class RunDir:
             _write_json(self.file(ADAPTATION), lists, indent=None)
 
     def read_adaptation(self) -> dict[str, Any] | None:
-        path = self.file(ADAPTATION)
-        return json.loads(path.read_text()) if path.is_file() else None
+        return _read_json(self.file(ADAPTATION))
 
     # checkpoints/, tensorboard/
 

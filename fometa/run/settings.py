@@ -60,7 +60,7 @@ class Whole:
             return int(text)
         except ValueError:
             raise ConfigError(f"{flag(name)} {text!r} is not a whole number "
-                              f"(expected >= {self.minimum})") from None
+                              f"(expected {self.allowed})") from None
 
     def check(self, name: str, value: Any) -> None:
         if (isinstance(value, bool) or not isinstance(value, int) or value < self.minimum
@@ -272,7 +272,7 @@ class Config:
     data_dir: str | None = setting(
         None, Text(), "folder of the dataset files (image datasets; default: $FOMETA_DATA_DIR, "
         "else tensorflow-datasets for Omniglot)", metavar="DIR",
-        evaluation=True)
+        evaluation=True, resumable=True)
     omniglot_split: str = setting(
         "paper", Choice(OMNIGLOT_SPLITS),
         "paper: 1200/423 characters, training ones rotated; maml: 1100/100/423, all rotated")

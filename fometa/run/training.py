@@ -127,7 +127,8 @@ def evaluation(cfg: Config, run: Setup, mesh: Mesh | None = None) -> Evaluate:
 
 
 class Trained(NamedTuple):
-    """The state after meta-training, and the seconds spent training and compiling."""
+    """The state after meta-training, and the seconds spent training (all sessions of a
+    resumed run) and compiling (this session)."""
 
     state: MetaState
     train_seconds: float
@@ -221,7 +222,7 @@ def meta_train(cfg: Config, run: Setup, chunks: Chunks, state: MetaState, done: 
                train_key: jax.Array, reporter: Reporter, stop: StopRequest) -> Trained:
     """Runs meta-iterations `done` to `cfg.meta_iters` in compiled chunks (`Chunks`),
     reporting each chunk, evaluating every `eval_every`, checkpointing every
-    `checkpoint_interval` and at the end; after a Ctrl-C (`stop`), checkpoints and
+    `checkpoint_interval(cfg, chunk)` and at the end; after a Ctrl-C (`stop`), checkpoints and
     raises TrainingInterrupted at the chunk's end."""
     start = time.perf_counter()
     while done < cfg.meta_iters:  # chunks end at multiples of their length
@@ -246,7 +247,7 @@ def meta_train(cfg: Config, run: Setup, chunks: Chunks, state: MetaState, done: 
             checkpoints.save(done, state, train_key)
         if stop.requested:
             raise TrainingInterrupted(done)
-    return Trained(state, time.perf_counter() - start, chunks.compile_seconds)
+    return Trained(state, seconds_before + time.perf_counter() - start, chunks.compile_seconds)
 
 
 def record_figures(rundir: RunDir, curve: dict[str, Any], run: Setup, state: MetaState) -> None:
@@ -307,10 +308,10 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
         chunks.prepare(state)  # compiled and checked before anything is written
         evaluate = evaluation(cfg, run, mesh)
         evaluate.prepare(state, cfg.eval_tasks)  # compiled ahead too
-        writer = open_tensorboard(rundir) if open_tensorboard else None
         rundir.write_config(cfg, versions(), devices(mesh))
         rundir.clear_results()
         seconds_before = rundir.trim_metrics(resumed_from, cfg.meta_iters)
+        writer = open_tensorboard(rundir) if open_tensorboard else None  # Reporter closes it
         with Reporter(rundir, title=f"{cfg.algorithm} {cfg.dataset}", total=cfg.meta_iters,
                       done=resumed_from, metric=run.problem.metric,
                       progress=progress and rundir.writer, writer=writer) as reporter:
