@@ -11,6 +11,7 @@ import optax
 from fometa.algorithms import Algorithm, get_rule, meta_gradient
 from fometa.inner import (InnerOpt, LossFn, Params, as_optimizer, inner_loop, inner_path,
                           num_steps)
+from fometa.partition import Mask, only
 from fometa.tasks.base import Task
 
 
@@ -88,7 +89,8 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                  outer_opt: optax.GradientTransformation | None = None, *,
                  carry_inner_state: bool = False, sequential_tasks: bool = False,
                  unroll: int | bool = 1, remat: bool = False,
-                 check_finite: bool = False) -> MetaLearner:
+                 check_finite: bool = False, trainable: Mask | None = None,
+                 inner_trainable: Mask | None = None) -> MetaLearner:
     """Builds a meta-learner.
 
     Args:
@@ -113,11 +115,21 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         the CPU MAML is also faster with it.
       check_finite: the step's metrics also hold "finite": 1.0 if the new state (params and
         both optimizer states) and the step's losses are all finite, else 0.0 (divergence).
+      trainable: the leaves that both loops change (a pytree of bools like the params, or a
+        function of the params giving one, `fometa.partition`); the others stay as
+        initialised: a flax model's "batch_stats" (`fometa.partition.collections()`).
+      inner_trainable: the leaves the inner loop adapts (default: `trainable`); the outer
+        loop still changes every trainable leaf (ANIL: the head only).
     """
     rule = get_rule(algorithm)
     opt = as_optimizer(inner_opt)
     if outer_opt is None:
         outer_opt = reptile_outer(0.1) if rule.interpolates else optax.adam(1e-3)
+    inner_trainable = trainable if inner_trainable is None else inner_trainable
+    if inner_trainable is not None:
+        opt = only(opt, inner_trainable)
+    if trainable is not None:
+        outer_opt = only(outer_opt, trainable)
 
     def start_state(state: MetaState) -> optax.OptState:
         return state.inner_state if carry_inner_state else opt.init(state.params)
