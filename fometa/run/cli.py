@@ -14,8 +14,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import jax
+
 import fometa
 from fometa.errors import ConfigError, UserError, one_line
+from fometa.run import processes
 from fometa.run.plots import OVERLAY, plot_runs
 from fometa.run.presets import PRESETS, paper_result, resolve, resolve_from
 from fometa.run.rundir import EVAL, RESULTS, TENSORBOARD, read_config_file
@@ -69,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-plots", action="store_true",
                    help="no PNG plots after training (their data files are written)")
+    d = t.add_argument_group("training across processes (jax.distributed; every process "
+                             "runs the same command, --devices all spans them)")
+    d.add_argument("--distributed", action="store_true",
+                   help="join a multi-process run; the values below default to "
+                        f"${processes.ENV['coordinator']}, ${processes.ENV['num_processes']}, "
+                        f"${processes.ENV['process_id']}, else to JAX's cluster detection")
+    d.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    d.add_argument("--num-processes", type=int, metavar="N", help="processes in all")
+    d.add_argument("--process-id", type=int, metavar="I", help="this process, 0 to N-1")
 
     e = sub.add_parser("eval", help="re-evaluate a run's newest checkpoint")
     e.add_argument("--run-dir", required=True, help="a run directory written by 'fometa train'")
@@ -108,6 +120,8 @@ def _summary(results: dict[str, Any], inner_iters: int) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.distributed or args.coordinator:
+        processes.start(args.coordinator, args.num_processes, args.process_id)
     settings = given_settings(args, [name for name, _ in flags()])
     if args.config:
         for name in ("dataset", "preset"):
@@ -118,9 +132,12 @@ def _train(args: argparse.Namespace) -> int:
     else:
         cfg = resolve(settings.pop("dataset"), settings.pop("preset"), **settings)
     run_dir = args.run_dir or f"runs/{cfg.dataset}-{cfg.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"run dir {Path(run_dir).absolute()}", flush=True)
+    if jax.process_index() == 0:
+        print(f"run dir {Path(run_dir).absolute()}", flush=True)
     results = train(cfg, run_dir, progress=not args.no_progress, tensorboard=args.tensorboard,
                     plots=not args.no_plots)
+    if jax.process_index() != 0:  # process 0 reports for all
+        return 0
     if results.get("already_complete"):
         print(f"run dir {run_dir} already holds this run, complete at meta-iteration "
               f"{results['meta_iterations']}; its {RESULTS}:")

@@ -1,0 +1,43 @@
+"""Training across processes: `jax.distributed` started from `fometa train`'s flags or the
+environment, before JAX touches a device.
+
+One process per host (or, to test, several on one machine): every process runs the same
+command; `--devices all` then spans every process's devices, the task batch is split over
+them, and only process 0 writes the run directory and shows progress. On CPUs the
+processes' collectives go through gloo.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+
+from fometa.errors import ConfigError
+
+# Environment variables read when the flags are left out (a launcher can set them per
+# process); with neither, JAX detects the cluster itself (SLURM, Open MPI, Kubernetes ...).
+ENV = {"coordinator": "FOMETA_COORDINATOR", "num_processes": "FOMETA_NUM_PROCESSES",
+       "process_id": "FOMETA_PROCESS_ID"}
+
+
+def start(coordinator: str | None = None, num_processes: int | None = None,
+          process_id: int | None = None) -> None:
+    """Joins this process to a multi-process JAX run (`jax.distributed.initialize`), each
+    value from its argument, else from `ENV`, else from JAX's cluster detection."""
+    values = {"coordinator": coordinator, "num_processes": num_processes,
+              "process_id": process_id}
+    for name, value in values.items():
+        if value is None and os.environ.get(ENV[name]):
+            text = os.environ[ENV[name]]
+            if name != "coordinator" and not (text.isascii() and text.isdigit()):
+                raise ConfigError(f"{ENV[name]}={text!r} is not a whole number")
+            values[name] = text if name == "coordinator" else int(text)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator_address=values["coordinator"],
+                                   num_processes=values["num_processes"],
+                                   process_id=values["process_id"])
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"cannot join the processes of this run ({' '.join(str(e).split())[:200]}); "
+                          "check --coordinator, --num-processes and --process-id") from None

@@ -1,0 +1,147 @@
+"""Training across processes (jax.distributed, CPU collectives): two processes on localhost
+train as one process with two devices does, only process 0 writes the run directory, and
+both killed with SIGKILL then rerun end as the uninterrupted two-process run."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+ARGS = ["train", "--devices", "all", "--meta-iters", "60", "--meta-batch", "4",
+        "--log-every", "20", "--checkpoint-every", "20", "--eval-tasks", "20", "--no-progress",
+        "--no-plots"]
+
+# `python -m fometa` with a pause of argv[1] seconds after each checkpoint.
+RUNNER = """
+import sys, time
+import fometa.run.checkpoint
+save = fometa.run.checkpoint.Checkpoints.save
+def save_then_pause(self, *a, **k):
+    save(self, *a, **k)
+    time.sleep(float(sys.argv[1]))
+fometa.run.checkpoint.Checkpoints.save = save_then_pause
+from fometa.run.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def start_two(run_dir: Path, pause: float = 0.0) -> list[subprocess.Popen]:
+    port = free_port()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    return [subprocess.Popen([sys.executable, "-c", RUNNER, str(pause), *ARGS, "--distributed",
+                              "--coordinator", f"localhost:{port}", "--num-processes", "2",
+                              "--process-id", str(i), "--run-dir", str(run_dir)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for i in range(2)]
+
+
+def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
+    outputs = [p.communicate(timeout=300) for p in procs]
+    return [(p.returncode, *out) for p, out in zip(procs, outputs)]
+
+
+def run_one_process(run_dir: Path) -> None:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run([sys.executable, "-m", "fometa", *ARGS, "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def state(run_dir: Path) -> np.ndarray:
+    """The final checkpoint's meta-state, read with orbax into numpy arrays (it was saved
+    across two processes' devices)."""
+    path = (run_dir / "checkpoints" / "60" / "default").absolute()
+    checkpointer = ocp.StandardCheckpointer()
+    meta = checkpointer.metadata(path)
+    meta = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
+    tree = checkpointer.restore(path, jax.tree_util.tree_map(
+        lambda m: np.zeros(m.shape, m.dtype), meta))
+    leaves = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k in sorted(node):
+                walk(node[k])
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                walk(v)
+        else:
+            leaves.append(np.ravel(np.asarray(node, np.float64)))
+
+    walk(tree["state"])
+    return np.concatenate(leaves)
+
+
+def lines(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(l).items() if k != "seconds"}
+            for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distributed")
+    run_one_process(root / "one")
+    procs = start_two(root / "two")
+    outcome = finish(procs)
+    return root, procs, outcome
+
+
+def test_two_processes_train_as_one_process_with_two_devices(runs):
+    root, procs, outcome = runs
+    for code, out, err in outcome:
+        assert code == 0, err
+    (_, out0, _), (_, out1, _) = outcome
+    assert "mse after 32 inner steps" in out0 and "mse after" not in out1  # process 0 reports
+    two, one = root / "two", root / "one"
+    assert len(json.loads((two / "config.json").read_text())["devices"]) == 2
+    # The task mean is an all-reduce across processes instead of across devices: float
+    # rounding apart, the same run.
+    np.testing.assert_allclose(state(two), state(one), rtol=1e-5, atol=1e-6)
+    a, b = lines(two), lines(one)
+    assert [l["iteration"] for l in a] == [l["iteration"] for l in b] == [20, 40, 60, 60]
+    for x, y in zip(a[:3], b[:3]):
+        np.testing.assert_allclose(x["query_loss"], y["query_loss"], rtol=1e-5)
+    ra, rb = (json.loads((d / "results.json").read_text())["eval"] for d in (two, one))
+    np.testing.assert_allclose(ra["mean"], rb["mean"], rtol=2e-3)
+    # Only process 0 wrote: each line once (two writers would have logged each twice).
+    assert not list(two.glob("*.tmp")) and (two / ".lock").read_text() == ""
+
+
+def test_both_killed_then_rerun_resume_identically(runs, tmp_path):
+    root, _, _ = runs
+    run_dir = tmp_path / "run"
+    procs = start_two(run_dir, pause=30)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "checkpoints" / "20").is_dir():
+            assert all(p.poll() is None for p in procs), finish(procs)
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1)  # both processes are in the pause after the checkpoint
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+        finish(procs)
+    assert not (run_dir / "results.json").exists()
+    outcome = finish(start_two(run_dir))
+    for code, out, err in outcome:
+        assert code == 0, err
+    assert "resumed at meta-iteration 20" in outcome[0][1]
+    np.testing.assert_array_equal(state(run_dir), state(root / "two"))
+    assert lines(run_dir) == lines(root / "two")
