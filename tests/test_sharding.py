@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent(r'''
         return np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(tree)]).tolist()
 
     out = {}
-    cfg = resolve("sine", meta_iters=50, meta_batch=4, log_every=25, eval_tasks=20)
+    cfg = resolve("sine", meta_iters=60, meta_batch=4, log_every=10, eval_every=20, eval_tasks=20)
     for d in ("1", "2"):
         del compiles[:]
         run_dir = sys.argv[1] + "/run" + d
@@ -130,7 +130,8 @@ def test_task_batch_is_sharded_and_state_replicated(two_devices):
 
 
 def test_no_recompilation_after_the_first_chunk(two_devices):
-    # Two chunks of 25 iterations and one evaluation chunk: one compile of each.
+    # Six chunks of 10 iterations, two periodic evaluations and the final one: one compile
+    # of the training loop and one of the evaluation.
     for d in ("1", "2"):
         assert two_devices[d]["compiles"] == {"meta_chunk": 1, "eval_chunk": 1}
     # Plain jit dispatch of three chunks in a row: the state's output sharding is its input's.
