@@ -2,6 +2,7 @@
 
     python benchmarks/reproduce.py --preset reptile-omniglot-5w1s [--seeds 1]
         [--also reptile-omniglot-5w5s] [--variant NAME -- FLAGS...]
+        [--evaluate-with loss_reduction=sum]
 
 For each seed, `fometa train --preset NAME --seed S [FLAGS]` runs into
 `runs/reproduce/LABEL/seedS` (LABEL: the preset, or `NAME+VARIANT`); an interrupted run
@@ -31,7 +32,7 @@ from fometa.errors import UserError
 from fometa.run import PRESETS, resolve, train
 from fometa.run.cli import build_parser, given_settings
 from fometa.run.presets import paper_numbers, paper_result
-from fometa.run.settings import DECLARED, evaluation_settings, flags
+from fometa.run.settings import DECLARED, evaluation_settings, flags, parse
 from fometa.run.training import evaluate_run, versions
 
 MODES = ("eval", "eval_transductive")
@@ -73,7 +74,7 @@ def across_seeds(per_seed: list[dict]) -> dict:
 
 
 def row_file(label: str, preset: str, trained_as: str, flags_given: dict, command: str,
-             per_seed: list[dict], wall: float) -> dict:
+             per_seed: list[dict], wall: float, evaluated_with: dict | None = None) -> dict:
     p = PRESETS[preset]
     ours = across_seeds(per_seed)
     gaps = {}
@@ -81,7 +82,8 @@ def row_file(label: str, preset: str, trained_as: str, flags_given: dict, comman
         if mode in ours:
             gaps[mode] = ours[mode]["mean"] - mean
     return {"row": label, "preset": preset, "trained_as": trained_as,
-            "flags": flags_given, "source": p.source, "paper": p.paper,
+            "flags": flags_given, "evaluated_with": evaluated_with or {},
+            "source": p.source, "paper": p.paper,
             "paper_text": paper_result(p), "differences": p.differences,
             "fometa": ours, "minus_paper": gaps, "per_seed": per_seed, "command": command,
             "wall_seconds": wall, "hardware": hardware(), "versions": versions()}
@@ -107,6 +109,9 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--also", action="append", default=[], metavar="ROW",
                         help="another preset to evaluate from the same training")
     parser.add_argument("--variant", help="a name for the settings after --")
+    parser.add_argument("--evaluate-with", action="append", default=[], metavar="NAME=VALUE",
+                        help="re-evaluate the trained state with this evaluation setting "
+                             "(e.g. loss_reduction=sum); the rows are labelled @NAME=VALUE")
     parser.add_argument("--runs", default="runs/reproduce", help="folder of the run dirs")
     parser.add_argument("--out", default="results", help="folder of the result files")
     args = parser.parse_args(argv)
@@ -118,6 +123,13 @@ def _main(argv: list[str]) -> int:
         parser.error("name the settings after -- with --variant (only settings that change "
                      "no number, such as --eval-every, may go without)")
     suffix = f"+{args.variant}" if args.variant else ""
+    evaluate_with = {}
+    for item in args.evaluate_with:
+        name, _, text = item.partition("=")
+        if name not in evaluation_settings():
+            parser.error(f"--evaluate-with {item}: expected one of {evaluation_settings()}")
+        evaluate_with[name] = parse(name, text)
+    tag = "".join(f"@{k}={v}" for k, v in evaluate_with.items())
     base = resolve(preset=args.preset, **given)
     for row in args.also:  # the same training: only evaluation settings may differ
         other = resolve(preset=row, **given).to_dict()
@@ -130,22 +142,23 @@ def _main(argv: list[str]) -> int:
     for seed in range(args.seeds):
         run_dir = Path(args.runs) / f"{args.preset}{suffix}" / f"seed{seed}"
         results = train(resolve(preset=args.preset, seed=seed, **given), run_dir, progress=False)
-        rows[args.preset].append({"seed": seed, "run_dir": str(run_dir),
-                                  "train_seconds": results["train_seconds"],
-                                  **{m: results[m] for m in MODES if m in results}})
-        for row in args.also:
+        if not evaluate_with:
+            rows[args.preset].append({"seed": seed, "run_dir": str(run_dir),
+                                      "train_seconds": results["train_seconds"],
+                                      **{m: results[m] for m in MODES if m in results}})
+        for row in (args.also if not evaluate_with else [args.preset, *args.also]):
             cfg = resolve(preset=row, seed=seed, **given).to_dict()
-            overrides = {k: cfg[k] for k in evaluation_settings()}
+            overrides = {**{k: cfg[k] for k in evaluation_settings()}, **evaluate_with}
             evals = evaluate_run(run_dir, write=False, **overrides)
             rows[row].append({"seed": seed, "run_dir": str(run_dir),
                               **{m: evals[m] for m in MODES if m in evals}})
     wall = time.perf_counter() - start
     Path(args.out).mkdir(parents=True, exist_ok=True)
     for row, per_seed in rows.items():
-        label = f"{row}{suffix}"
+        label = f"{row}{suffix}{tag}"
         out = Path(args.out) / f"{label}.json"
         out.write_text(json.dumps(row_file(label, row, args.preset, given, command, per_seed,
-                                           wall), indent=1) + "\n")
+                                           wall, evaluate_with), indent=1) + "\n")
         ours = across_seeds(per_seed)
         line = ", ".join(f"{m} {v['mean']:.4g}" for m, v in ours.items())
         print(f"{label}: {line} (paper {paper_result(PRESETS[row])}) -> {out}")

@@ -39,6 +39,9 @@ def line(row: dict) -> str:
         f"{row['row']} (trained as {row['trained_as']})"
     if row["flags"]:
         label += " with " + ", ".join(f"{k}={v}" for k, v in row["flags"].items())
+    if row.get("evaluated_with"):
+        label += ", evaluated with " + ", ".join(f"{k}={v}"
+                                                 for k, v in row["evaluated_with"].items())
     first = next(iter(ours.values()), {})
     minutes = sum(s.get("train_seconds", 0) for s in row["per_seed"]) / 60
     diff = ", ".join(f"{'transductive ' if m != 'eval' else ''}{g:+.2f}" for m, g in gaps.items())

@@ -1,0 +1,47 @@
+"""benchmarks/reproduce.py writes a row file per paper row, and benchmarks/results_table.py
+makes the results table from those files only (the committed table included)."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import reproduce  # noqa: E402
+import results_table  # noqa: E402
+
+
+def test_rows_come_from_runs_and_the_table_from_rows(tmp_path):
+    argv = ["--preset", "reptile-sine", "--seeds", "2", "--variant", "tiny", "--runs",
+            str(tmp_path / "runs"), "--out", str(tmp_path / "results"), "--",
+            "--meta-iters", "100", "--log-every", "50", "--eval-tasks", "20"]
+    assert reproduce.main(argv) == 0
+    row = json.loads((tmp_path / "results" / "reptile-sine+tiny.json").read_text())
+    seeds = row["per_seed"]
+    assert [s["seed"] for s in seeds] == [0, 1] and row["flags"]["meta_iters"] == 100
+    for s in seeds:  # each seed's number is its run's results.json
+        results = json.loads((Path(s["run_dir"]) / "results.json").read_text())
+        assert s["eval"] == results["eval"] and results["config"]["seed"] == s["seed"]
+    assert row["fometa"]["eval"]["mean"] == pytest.approx(np.mean([s["eval"]["mean"]
+                                                                   for s in seeds]))
+    assert seeds[0]["eval"]["mean"] != seeds[1]["eval"]["mean"]
+    assert row["command"].startswith("python benchmarks/reproduce.py --preset reptile-sine")
+    # The same command again trains nothing more and writes the same numbers.
+    assert reproduce.main(argv) == 0
+    again = json.loads((tmp_path / "results" / "reptile-sine+tiny.json").read_text())
+    assert again["fometa"] == row["fometa"]
+    # The table is made from the row files; --check refuses an edited one.
+    assert results_table.main(["--results", str(tmp_path / "results")]) == 0
+    table = (tmp_path / "results" / "README.md").read_text()
+    assert "reptile-sine+tiny" in table and f"{row['fometa']['eval']['mean']:.3g}" in table
+    assert results_table.main(["--results", str(tmp_path / "results"), "--check"]) == 0
+    (tmp_path / "results" / "README.md").write_text(table.replace("reptile-sine", "typed"))
+    assert results_table.main(["--results", str(tmp_path / "results"), "--check"]) == 1
+
+
+@pytest.mark.skipif(not (ROOT / "results").is_dir(), reason="no committed results yet")
+def test_the_committed_table_is_made_from_the_committed_rows():
+    assert results_table.main(["--results", str(ROOT / "results"), "--check"]) == 0
