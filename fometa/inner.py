@@ -34,17 +34,20 @@ def as_optimizer(inner_opt: InnerOpt) -> optax.GradientTransformation:
                     f"learning rate, got {type(inner_opt).__name__}")
 
 
+def leading_size(tree: Any, what: str, hint: str = "") -> int:
+    """The common size of the leading axis of `tree`'s leaves; a ValueError naming `what`
+    (the axis) and the shapes when the leaves have none or different ones."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
+    if not leaves or None in sizes or len(sizes) != 1:
+        shapes = jax.tree_util.tree_map(jnp.shape, tree)
+        raise ValueError(f"every leaf needs the same leading axis of {what}; got {shapes}{hint}")
+    return sizes.pop()
+
+
 def num_steps(support: Batch) -> int:
     """The number of inner steps in `support`: the common leading axis of its leaves."""
-    leaves = jax.tree_util.tree_leaves(support)
-    if not leaves:
-        raise ValueError("support has no array leaves; each leaf needs a leading axis of inner steps")
-    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
-    if None in sizes or len(sizes) != 1:
-        shapes = [jnp.shape(leaf) for leaf in leaves]
-        raise ValueError("every support leaf needs the same leading axis of inner steps; "
-                         f"got shapes {shapes}")
-    return sizes.pop()
+    return leading_size(support, "inner steps", " (support)")
 
 
 def check_loss(loss_fn: LossFn, params: Params, batch: Batch) -> None:

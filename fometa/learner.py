@@ -10,7 +10,7 @@ import optax
 
 from fometa.algorithms import Algorithm, get_rule, meta_gradient
 from fometa.inner import (InnerOpt, LossFn, Params, as_optimizer, inner_loop, inner_path,
-                          num_steps)
+                          leading_size, num_steps)
 from fometa.partition import Mask, only
 from fometa.tasks.base import Task
 
@@ -75,13 +75,8 @@ def as_task_batch(tasks: Any) -> Task:
     if not isinstance(tasks, Task):
         raise TypeError(f"expected a fometa.Task (support, query) batch of tasks, got "
                         f"{type(tasks).__name__}")
-    sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None
-             for x in jax.tree_util.tree_leaves(tasks)}
-    if len(sizes) != 1 or None in sizes:
-        shapes = jax.tree_util.tree_map(jnp.shape, tasks)
-        raise ValueError("every leaf of a task batch needs the same leading axis of tasks; got "
-                         f"{shapes} (for one task: jax.tree_util.tree_map(lambda x: x[None], "
-                         "task))")
+    leading_size(tasks, "tasks", " (for one task: jax.tree_util.tree_map(lambda x: x[None], "
+                 "task))")
     return tasks
 
 
@@ -131,7 +126,7 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
     if trainable is not None:
         outer_opt = only(outer_opt, trainable)
 
-    def start_state(state: MetaState) -> optax.OptState:
+    def task_start(state: MetaState) -> optax.OptState:
         return state.inner_state if carry_inner_state else opt.init(state.params)
 
     def init(params: Params) -> MetaState:
@@ -140,7 +135,7 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
 
     def step(state: MetaState, tasks: Task):
         tasks = as_task_batch(tasks)
-        inner0 = start_state(state)
+        inner0 = task_start(state)
 
         def one_task(support, query, inner):
             return meta_gradient(algorithm, loss_fn, state.params, support, query, opt,
@@ -171,7 +166,7 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
     def adapt(state: MetaState, support, steps: tuple[int, ...] | None = None,
               each: Callable[[Params], Any] | None = None) -> Any:
         if steps is None:
-            adapted, _, _ = inner_loop(loss_fn, state.params, support, opt, start_state(state),
+            adapted, _, _ = inner_loop(loss_fn, state.params, support, opt, task_start(state),
                                        unroll)
             return adapted
         if list(steps) != sorted(set(steps)) or steps[-1] > num_steps(support):
@@ -183,14 +178,14 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                                              tuple(range(1, steps[-1] + 1))):
             # Every step: one loop whose body also records (one scan body to compile).
             upto = jax.tree_util.tree_map(lambda a: a[:steps[-1]], support)
-            _, _, _, path = inner_path(loss_fn, state.params, upto, opt, start_state(state),
+            _, _, _, path = inner_path(loss_fn, state.params, upto, opt, task_start(state),
                                        each, unroll)
             if steps[0] == 0:
                 path = jax.tree_util.tree_map(
                     lambda first, rest: jnp.concatenate([first[None], rest]),
                     each(state.params), path)
             return path
-        params, inner, done, path = state.params, start_state(state), 0, []
+        params, inner, done, path = state.params, task_start(state), 0, []
         for k in steps:  # one inner loop per stretch between recorded step counts
             stretch = jax.tree_util.tree_map(lambda a: a[done:k], support)
             params, inner, _ = inner_loop(loss_fn, params, stretch, opt, inner, unroll)
