@@ -1,8 +1,8 @@
 """Milliseconds per meta-step of the paper's few-shot workloads, optionally against torch.func.
 
     python benchmarks/speed.py --workload omniglot-5w1s|miniimagenet-5w1s \\
-        --algorithm maml|fomaml|reptile --iters N --json [--torch] [--threads N] [--unroll K]
-        [--remat]
+        --algorithm maml|fomaml|reptile|meta-sgd|anil|imaml|maml++ --iters N --json
+        [--torch] [--threads N] [--unroll K] [--remat] [--adapt]
 
 One meta-step: 5 tasks, each 5-way with 5 inner SGD steps (lr 0.1) on batches of 10 images
 (28x28x1 with `fometa.OmniglotCNN`, or 84x84x3 with `fometa.MiniImageNetCNN`; batch norm
@@ -47,13 +47,33 @@ WORKLOADS = {
     "miniimagenet-5w1s": ((84, 84, 3), "miniimagenet"),
 }
 TASKS, WAYS, INNER_STEPS, INNER_BATCH, QUERIES, INNER_LR = 5, 5, 5, 10, 5, 0.1
+# --algorithm: (the registered algorithm, what differs from it, meta_learner's options);
+# torch.func versions exist for the paper's three.
+VARIANTS = {
+    "maml": ("maml", "second order", {}),
+    "fomaml": ("fomaml", "first order", {}),
+    "reptile": ("reptile", "parameter difference", {}),
+    "meta-sgd": ("meta-sgd", "MAML with per-parameter learned inner rates", {}),
+    "anil": ("anil", "MAML adapting the output layer only", {"inner_trainable": "head"}),
+    "imaml": ("imaml", "implicit gradient, lam 2, 5 CG steps",
+              {"options": {"lam": 2.0, "cg_steps": 5}}),
+    "maml++": ("maml", "MAML with per-layer per-step rates and the multi-step loss",
+               {"learn_inner_lr": "per-layer-step", "inner_steps": INNER_STEPS,
+                "multi_step_iters": 1000}),
+}
+TORCH_VARIANTS = ("maml", "fomaml", "reptile")
 OUTER_LR, REPTILE_EPS = 1e-3, 0.1
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="omniglot-5w1s")
-    parser.add_argument("--algorithm", choices=("maml", "fomaml", "reptile"), default="maml")
+    parser.add_argument("--algorithm", choices=tuple(VARIANTS), default="maml",
+                        help="meta-step of: " + "; ".join(f"{k}: {v[1]}" for k, v in
+                                                          VARIANTS.items()))
+    parser.add_argument("--adapt", action="store_true",
+                        help="time adaptation instead (the inner loop of the 5 tasks, vmapped: "
+                             "test time), not the meta-step")
     parser.add_argument("--iters", type=int, default=20, help="timed meta-steps (median)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed meta-steps after compiling")
     parser.add_argument("--block", type=int, default=5,
@@ -66,20 +86,22 @@ def parse_args(argv=None):
     parser.add_argument("--unroll", type=int, default=None,
                         help="lax.scan unroll of the inner loop (default 1, meta_learner's default)")
     parser.add_argument("--conv", choices=("auto", "patch", "xla"), default="auto")
+    parser.add_argument("--inner-steps", type=int, default=INNER_STEPS,
+                        help=f"inner steps per task (default {INNER_STEPS})")
     parser.add_argument("--remat", action="store_true",
                         help="rematerialise the inner steps (meta_learner(remat=True)); "
                              "MAML's fastest setting on the CPU")
     return parser.parse_args(argv)
 
 
-def make_data(workload: str, seed: int = 0):
+def make_data(workload: str, seed: int = 0, steps: int = INNER_STEPS):
     """Random numpy data: support x [T, S, B, H, W, C], y [T, S, B]; query x [T, Q, ...], y [T, Q]."""
     import numpy as np
 
     shape, _ = WORKLOADS[workload]
     rng = np.random.default_rng(seed)
-    return {"sx": rng.standard_normal((TASKS, INNER_STEPS, INNER_BATCH, *shape), np.float32),
-            "sy": rng.integers(0, WAYS, (TASKS, INNER_STEPS, INNER_BATCH)).astype(np.int32),
+    return {"sx": rng.standard_normal((TASKS, steps, INNER_BATCH, *shape), np.float32),
+            "sy": rng.integers(0, WAYS, (TASKS, steps, INNER_BATCH)).astype(np.int32),
             "qx": rng.standard_normal((TASKS, QUERIES, *shape), np.float32),
             "qy": rng.integers(0, WAYS, (TASKS, QUERIES)).astype(np.int32)}
 
@@ -88,8 +110,9 @@ def make_data(workload: str, seed: int = 0):
 
 
 def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str,
-                remat: bool = False):
-    """(call, compile_s, params): `call()` runs one jitted meta-step and waits for it."""
+                remat: bool = False, adapt: bool = False):
+    """(call, compile_s, params): `call()` runs one jitted meta-step (with `adapt`: the
+    adaptation of the tasks) and waits for it."""
     import functools
 
     import jax
@@ -106,13 +129,28 @@ def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str,
     if outer is None:
         import optax
         outer = optax.adam(OUTER_LR)
-    learner = fometa.meta_learner(algorithm, loss_fn, INNER_LR, outer, unroll=unroll,
-                                  remat=remat)
+    name, _, options = VARIANTS[algorithm]
+    if "inner_steps" in options:  # per-step rates: one for each of the workload's steps
+        options = dict(options, inner_steps=data["sx"].shape[1])
+    if options.get("inner_trainable") == "head":
+        options = dict(options, inner_trainable=fometa.partition.by_path(
+            lambda path: "['logits']" in path))
+    learner = fometa.meta_learner(name, loss_fn, INNER_LR, outer, unroll=unroll,
+                                  remat=remat, **options)
     tasks = fometa.Task({"x": jnp.asarray(data["sx"]), "y": jnp.asarray(data["sy"])},
                         {"x": jnp.asarray(data["qx"]), "y": jnp.asarray(data["qy"])})
     params = model.init(jax.random.PRNGKey(0), tasks.query["x"][0])
     state = learner.init(params)
     t0 = time.perf_counter()
+    if adapt:
+        run = jax.jit(jax.vmap(learner.adapt, in_axes=(None, 0))).lower(
+            state, tasks.support).compile()
+        compile_s = time.perf_counter() - t0
+
+        def call():
+            jax.block_until_ready(run(state, tasks.support))
+
+        return call, compile_s, params
     step = jax.jit(learner.step).lower(state, tasks).compile()
     compile_s = time.perf_counter() - t0
     box = [state]
@@ -196,7 +234,7 @@ def torch_step(workload: str, algorithm: str, data, jax_params=None):
         return F.cross_entropy(functional_call(model, p, (x,)), y)
 
     def adapt(p, xs, ys):
-        for i in range(INNER_STEPS):  # a plain Python loop over the inner steps
+        for i in range(xs.shape[0]):  # a plain Python loop over the inner steps
             g = grad(loss)(p, xs[i], ys[i])
             p = {k: p[k] - INNER_LR * g[k] for k in names}
         return p
@@ -245,9 +283,11 @@ def main(argv=None) -> dict:
     cores = os.cpu_count()
     threads = args.threads or cores
     unroll = 1 if args.unroll is None else args.unroll
-    data = make_data(args.workload)
+    data = make_data(args.workload, steps=args.inner_steps)
+    if args.torch and (args.algorithm not in TORCH_VARIANTS or args.adapt):
+        sys.exit(f"speed.py: error: --torch times the meta-steps of {', '.join(TORCH_VARIANTS)}")
     call, compile_s, params = fometa_step(args.workload, args.algorithm, data, unroll, args.conv,
-                                          args.remat)
+                                          args.remat, args.adapt)
     calls = {"fometa": call}
     setup = {}
     if args.torch:
@@ -268,7 +308,8 @@ def main(argv=None) -> dict:
                 c()
                 times[name].append((time.perf_counter() - t0) * 1e3)
     dev = jax.devices()[0]
-    out = {"workload": args.workload, "algorithm": args.algorithm,
+    out = {"workload": args.workload, "algorithm": args.algorithm, "adapt": args.adapt,
+           "inner_steps": args.inner_steps,
            "ms_per_meta_step": statistics.median(times["fometa"]),
            "device": f"{dev.platform}:{dev.device_kind}", "cpu_cores": cores,
            "processor": platform.processor() or platform.machine(),
@@ -282,7 +323,8 @@ def main(argv=None) -> dict:
         t = statistics.median(times["torch"])
         out.update({"torch_ms_per_meta_step": t, "ratio": t / out["ms_per_meta_step"],
                     "torch": torch.__version__, "torch_threads": torch.get_num_threads()})
-    line = (f"{args.workload} {args.algorithm}: fometa {out['ms_per_meta_step']:.2f} ms "
+    line = (f"{args.workload} {args.algorithm}{' adaptation' if args.adapt else ''}: fometa "
+            f"{out['ms_per_meta_step']:.2f} ms "
             f"(compile {compile_s:.1f} s, unroll {unroll}{', remat' if args.remat else ''})")
     if args.torch:
         line += f", torch.func {out['torch_ms_per_meta_step']:.2f} ms, ratio {out['ratio']:.2f}x"

@@ -1,4 +1,5 @@
-"""Meta-gradient rules for one task (MAML, first-order MAML, Reptile) and their registry.
+"""Meta-gradient rules for one task (MAML, first-order MAML, Reptile, and what followed:
+Meta-SGD, ANIL, iMAML) and their registry.
 
 Nichol, Achiam and Schulman (2018), "On First-Order Meta-Learning Algorithms":
 MAML differentiates the query loss through the whole inner loop; FOMAML takes the query
@@ -6,22 +7,30 @@ gradient at the adapted parameters, treating them as constants (Sec. 2); Reptile
 direction is `phi - W` for the adapted parameters W (Algorithm 1: phi <- phi + eps (W - phi)).
 "foml" is the paper's code's first-order MAML (its `--foml`, used in Sec. 6): the last inner
 step's parameter change, with Reptile's interpolation as the outer step.
+Meta-SGD (Li et al. 2017) is MAML with inner learning rates learned per parameter
+(`fometa.learned_lr`); ANIL (Raghu et al. 2020) is MAML whose inner loop adapts a subset
+(the head); iMAML (Rajeswaran et al. 2019) solves a proximal inner problem and takes the
+implicit meta-gradient by conjugate gradient on Hessian-vector products.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Union
+import inspect
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from fometa.inner import (Batch, InnerOpt, LossFn, Params, as_optimizer,
-                          check_support_and_query, inner_loop, start_state)
+                          check_support_and_query, inner_loop, inner_path, start_state)
 
-# run_inner(params, support=None, state=None) -> (adapted params, final inner optimizer
-# state, loss before each step [steps]): the inner loop from `params` on `support` (default:
-# the task's) from optimizer state `state` (default: the task's starting state).
+# run_inner(params, support=None, state=None, loss=None, each=None) -> (adapted params,
+# final inner optimizer state, loss before each step [steps]): the inner loop from `params`
+# on `support` (default: the task's) from optimizer state `state` (default: the task's
+# starting state), minimising `loss` (default: the task's loss_fn); with `each`, also
+# `each(params after every step)` stacked [steps, ...] as a fourth output.
 InnerRun = Callable[..., tuple[Params, optax.OptState, jax.Array]]
 
 
@@ -38,22 +47,37 @@ class Rule(NamedTuple):
         gradient optimizer (Adam).
     second_order: `grad` differentiates through the inner loop (MAML), so the inner
         optimizer's update must have a finite derivative (`check_differentiable`).
+    options: `grad`'s keyword hyperparameters and their defaults (iMAML's `lam`,
+        `cg_steps`); `meta_learner(..., options=)` overrides them.
+    learn_inner_lr: the inner learning rates the rule meta-learns (a `fometa.learned_lr`
+        kind: Meta-SGD's "per-parameter"), or None.
+    adapts_subset: the inner loop adapts only a subset of the parameters, which
+        `meta_learner(..., inner_trainable=)` must name (ANIL: the head).
     """
 
-    grad: Callable[[LossFn, InnerRun, Params, Batch, Optional[Batch]],
-                   tuple[Params, optax.OptState, jax.Array, Optional[jax.Array]]]
+    grad: Callable[..., tuple[Params, optax.OptState, jax.Array, Optional[jax.Array]]]
     needs_query: bool = True
     interpolates: bool = False
     second_order: bool = False
+    options: Mapping[str, Any] = MappingProxyType({})
+    learn_inner_lr: Optional[str] = None
+    adapts_subset: bool = False
 
 
 def _maml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
-          query: Batch):
+          query: Batch, step_weights: jax.Array | None = None):
+    """MAML; with `step_weights` [steps], MAML++'s multi-step loss: the query loss after
+    every inner step, weighted (Antoniou et al. 2019, Sec. 4 "MSL"); the reported query
+    loss is still the one after the last step."""
     def query_loss(p):
-        adapted, state, losses = run_inner(p)
-        return loss_fn(adapted, query), (state, losses)
+        if step_weights is None:
+            adapted, state, losses = run_inner(p)
+            final = loss_fn(adapted, query)
+            return final, (state, losses, final)
+        _, state, losses, after = run_inner(p, each=lambda w: loss_fn(w, query))
+        return jnp.dot(step_weights, after), (state, losses, after[-1])
 
-    (qloss, (state, losses)), grad = jax.value_and_grad(query_loss, has_aux=True)(params)
+    (_, (state, losses, qloss)), grad = jax.value_and_grad(query_loss, has_aux=True)(params)
     return grad, state, losses, qloss
 
 
@@ -86,6 +110,46 @@ def _foml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
     return grad, state, jax.numpy.concatenate([head_losses, tail_loss]), qloss
 
 
+def _sq_dist(a: Params, b: Params) -> jax.Array:
+    return sum(jnp.sum(jnp.square(x - y)) for x, y in
+               zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def _dot(a: Params, b: Params) -> jax.Array:
+    return sum(jnp.vdot(x, y) for x, y in
+               zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def _imaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
+           query: Batch, lam: float = 1.0, cg_steps: int = 5):
+    """iMAML (Rajeswaran et al. 2019, Algorithm 2): the inner loop minimises the proximal
+    objective L(phi) + lam/2 |phi - theta|^2 from theta; the meta-gradient solves
+    (I + H/lam) g = grad L_query(phi) by `cg_steps` of conjugate gradient, H the Hessian of
+    the support loss (the mean over the support's batches) at phi, by Hessian-vector
+    products. Nothing is differentiated through the inner loop: memory is flat in its steps."""
+    theta = jax.lax.stop_gradient(params)
+    proximal = lambda p, batch: loss_fn(p, batch) + 0.5 * lam * _sq_dist(p, theta)
+    adapted, state, losses = run_inner(theta, loss=proximal)
+    adapted = jax.lax.stop_gradient(adapted)
+    qloss, query_grad = jax.value_and_grad(loss_fn)(adapted, query)
+    steps = jax.tree_util.tree_leaves(support)[0].shape[0]
+
+    def matvec(v):
+        # H v summed batch by batch in a scan: memory holds one batch's products at a time.
+        def add(total, batch):
+            # Reverse over reverse (the gradient of <grad L, v>), not jvp of grad: networks
+            # with custom VJPs (fometa.convnets' pooling) have no forward-mode rule.
+            hv = jax.grad(lambda p: _dot(jax.grad(loss_fn)(p, batch), v))(adapted)
+            return jax.tree_util.tree_map(jnp.add, total, hv), None
+
+        zero = jax.tree_util.tree_map(jnp.zeros_like, v)
+        hv = jax.lax.scan(add, zero, support)[0]
+        return jax.tree_util.tree_map(lambda x, h: x + h / (lam * steps), v, hv)
+
+    grad, _ = jax.scipy.sparse.linalg.cg(matvec, query_grad, maxiter=cg_steps)
+    return grad, state, losses, qloss
+
+
 # The registry of meta-gradient rules by name; `register_algorithm` adds to it, and the
 # command line, settings and presets read their choices from it.
 ALGORITHMS: dict[str, Rule] = {
@@ -93,6 +157,9 @@ ALGORITHMS: dict[str, Rule] = {
     "fomaml": Rule(_fomaml),
     "maml": Rule(_maml, second_order=True),
     "foml": Rule(_foml, needs_query=False, interpolates=True),
+    "meta-sgd": Rule(_maml, second_order=True, learn_inner_lr="per-parameter"),
+    "anil": Rule(_maml, second_order=True, adapts_subset=True),
+    "imaml": Rule(_imaml, options=MappingProxyType({"lam": 1.0, "cg_steps": 5})),
 }
 Algorithm = Union[str, Rule]  # a registered name, or a rule itself
 
@@ -142,10 +209,12 @@ def check_differentiable(opt: optax.GradientTransformation, params: Params) -> N
 
 def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support: Batch,
                   query: Batch | None, opt: optax.GradientTransformation,
-                  opt_state: optax.OptState, unroll: int | bool = 1, remat: bool = False):
+                  opt_state: optax.OptState, unroll: int | bool = 1, remat: bool = False,
+                  options: Mapping[str, Any] | None = None):
     """One task's meta-gradient (`unroll`, `remat`: as in `fometa.inner.inner_loop`).
 
-    `algorithm`: a name in `ALGORITHMS` or a `Rule`. Returns `(grad, final_inner_state,
+    `algorithm`: a name in `ALGORITHMS` or a `Rule`; `options`: keyword hyperparameters of
+    its `grad` (default: the rule's `options`). Returns `(grad, final_inner_state,
     metrics)` where `metrics` holds `support_loss` (the loss on the first support batch,
     before adaptation; absent with zero inner steps) and, where the rule computes one,
     `query_loss` (the loss on `query` after adaptation).
@@ -158,16 +227,33 @@ def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support
     if rule.second_order:
         check_differentiable(opt, params)
 
-    def run_inner(p, batches=None, state=None):
-        return inner_loop(loss_fn, p, support if batches is None else batches, opt,
-                          opt_state if state is None else state, unroll, remat)
+    def run_inner(p, batches=None, state=None, loss=None, each=None):
+        batches = support if batches is None else batches
+        state = opt_state if state is None else state
+        loss = loss_fn if loss is None else loss
+        if each is None:
+            return inner_loop(loss, p, batches, opt, state, unroll, remat)
+        return inner_path(loss, p, batches, opt, state, each, unroll, remat)
 
-    grad, state, losses, qloss = rule.grad(loss_fn, run_inner, params, support, query)
+    grad, state, losses, qloss = rule.grad(loss_fn, run_inner, params, support, query,
+                                           **rule_options(rule, options))
     # No support_loss with zero inner steps (there is no support batch to evaluate).
     metrics = {"support_loss": losses[0]} if losses.shape[0] else {}
     if qloss is not None:
         metrics["query_loss"] = qloss
     return grad, state, metrics
+
+
+def rule_options(rule: Rule, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The rule's options with `options` over them; a ValueError naming any that the rule's
+    `grad` does not take."""
+    options = dict(options or {})
+    accepted = inspect.signature(rule.grad).parameters
+    unknown = [name for name in options if name not in accepted]
+    if unknown:
+        raise ValueError(f"options {unknown} do not apply to this algorithm; it takes "
+                         f"{sorted(rule.options) or 'none'}")
+    return {**rule.options, **options}
 
 
 def _contract(algorithm, loss_fn, params, support, query, inner_opt, inner_state,

@@ -118,13 +118,16 @@ def _stepper(loss_fn: LossFn, opt: optax.GradientTransformation,
 
 def inner_path(loss_fn: LossFn, params: Params, support: Batch,
                opt: optax.GradientTransformation, opt_state: optax.OptState,
-               each: Callable[[Params], Any], unroll: int | bool = 1
+               each: Callable[[Params], Any], unroll: int | bool = 1, remat: bool = False
                ) -> tuple[Params, optax.OptState, jax.Array, Any]:
     """`inner_loop` that also returns `each(params)` after every step, stacked [steps, ...]
     (e.g. a metric along the adaptation, computed in the same loop)."""
     num_steps(support)
+    step = _stepper(loss_fn, opt, each)
+    if remat:
+        step = jax.checkpoint(step, prevent_cse=False)
     (adapted, final_state), (losses, path) = jax.lax.scan(
-        _stepper(loss_fn, opt, each), (params, opt_state), support, unroll=unroll)
+        step, (params, opt_state), support, unroll=unroll)
     return adapted, final_state, losses, path
 
 

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fometa.algorithms import Algorithm, get_rule, meta_gradient
+from fometa import learned_lr
+from fometa.algorithms import ALGORITHMS, Algorithm, get_rule, meta_gradient, rule_options
 from fometa.inner import (InnerOpt, LossFn, Params, as_optimizer, inner_loop, inner_path,
                           leading_size, num_steps)
 from fometa.partition import Mask, only
@@ -85,7 +86,11 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                  carry_inner_state: bool = False, sequential_tasks: bool = False,
                  unroll: int | bool = 1, remat: bool = False,
                  check_finite: bool = False, trainable: Mask | None = None,
-                 inner_trainable: Mask | None = None) -> MetaLearner:
+                 inner_trainable: Mask | None = None,
+                 options: Mapping[str, Any] | None = None,
+                 learn_inner_lr: str | None = None, inner_steps: int | None = None,
+                 first_order_iters: int = 0,
+                 multi_step_iters: int | None = None) -> MetaLearner:
     """Builds a meta-learner.
 
     Args:
@@ -114,10 +119,51 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         function of the params giving one, `fometa.partition`); the others stay as
         initialised: a flax model's "batch_stats" (`fometa.partition.collections()`).
       inner_trainable: the leaves the inner loop adapts (default: `trainable`); the outer
-        loop still changes every trainable leaf (ANIL: the head only).
+        loop still changes every trainable leaf (ANIL: the head only; "anil" needs it).
+      options: the algorithm's keyword hyperparameters (`Rule.options`; iMAML's `lam` and
+        `cg_steps`).
+      learn_inner_lr: meta-learn the inner learning rates with the initialisation
+        (`fometa.learned_lr`): "per-parameter" (Meta-SGD; the default of "meta-sgd") or
+        "per-layer-step" (MAML++'s LSLR, with `inner_steps` rates per parameter tensor).
+        `inner_opt` is then the rates' initial value (a float); the state's params are a
+        `fometa.learned_lr.WithRates`, and `adapt` returns the model's params.
+      first_order_iters: MAML++'s derivative-order annealing: the first `first_order_iters`
+        meta-iterations take the first-order gradient (FOMAML's), then the second-order one.
+      multi_step_iters: MAML++'s multi-step loss: the query loss after every inner step,
+        with weights annealed over `multi_step_iters` meta-iterations from uniform towards
+        the last step's (`multi_step_weights`); afterwards the last step's loss alone.
     """
     rule = get_rule(algorithm)
-    opt = as_optimizer(inner_opt)
+    options = rule_options(rule, options)
+    learn_inner_lr = learn_inner_lr or rule.learn_inner_lr
+    if rule.adapts_subset and inner_trainable is None:
+        raise ValueError(f"{algorithm!r} adapts a subset of the parameters in its inner loop: "
+                         "name it with inner_trainable (e.g. the head: fometa.partition.by_path("
+                         "lambda path: 'logits' in path))")
+    if (first_order_iters or multi_step_iters) and not rule.second_order:
+        raise ValueError(f"first_order_iters and multi_step_iters apply to second-order "
+                         f"algorithms (maml, meta-sgd, anil), not {algorithm!r}")
+    if multi_step_iters is not None:
+        rule_options(rule, {"step_weights": None})  # refused unless the rule takes them
+    model_loss = loss_fn
+    if learn_inner_lr is not None:
+        learned_lr.check_kind(learn_inner_lr)
+        if isinstance(inner_opt, optax.GradientTransformation):
+            raise ValueError("with learned inner learning rates, inner_opt is their initial "
+                             "value: a float, not an optax optimizer")
+        if learn_inner_lr == "per-layer-step" and not inner_steps:
+            raise ValueError("per-layer-step learning rates need inner_steps (how many rates "
+                             "each parameter tensor has)")
+        as_optimizer(inner_opt)  # a finite number > 0, or a ValueError saying so
+        initial_lr = inner_opt
+        opt = learned_lr.learned_sgd(learn_inner_lr)
+        loss_fn = learned_lr.on_params(loss_fn)
+        if inner_trainable is not None:
+            inner_trainable = learned_lr.both(inner_trainable, rates=False)
+        if trainable is not None:
+            trainable = learned_lr.both(trainable, rates=True)
+    else:
+        opt = as_optimizer(inner_opt)
     if outer_opt is None:
         outer_opt = reptile_outer(0.1) if rule.interpolates else optax.adam(1e-3)
     inner_trainable = trainable if inner_trainable is None else inner_trainable
@@ -125,21 +171,23 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         opt = only(opt, inner_trainable)
     if trainable is not None:
         outer_opt = only(outer_opt, trainable)
+    first_order = ALGORITHMS["fomaml"]
 
     def task_start(state: MetaState) -> optax.OptState:
         return state.inner_state if carry_inner_state else opt.init(state.params)
 
     def init(params: Params) -> MetaState:
+        if learn_inner_lr is not None:
+            params = learned_lr.with_rates(params, initial_lr, learn_inner_lr, inner_steps or 1)
         return MetaState(params, outer_opt.init(params), opt.init(params),
                          jnp.zeros((), jnp.int32))
 
-    def step(state: MetaState, tasks: Task):
-        tasks = as_task_batch(tasks)
+    def all_tasks(state: MetaState, tasks: Task, task_rule, task_options):
         inner0 = task_start(state)
 
         def one_task(support, query, inner):
-            return meta_gradient(algorithm, loss_fn, state.params, support, query, opt,
-                                 inner, unroll, remat)
+            return meta_gradient(task_rule, loss_fn, state.params, support, query, opt,
+                                 inner, unroll, remat, task_options)
 
         if sequential_tasks:
             def next_task(inner, task):
@@ -147,10 +195,24 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                 return final, (grad, metrics)
 
             final, (grads, metrics) = jax.lax.scan(next_task, inner0, tasks)
+            return grads, final, metrics
+        grads, finals, metrics = jax.vmap(one_task, in_axes=(0, 0, None))(
+            tasks.support, tasks.query, inner0)
+        return grads, _mean_over_tasks(finals), metrics
+
+    def step(state: MetaState, tasks: Task):
+        tasks = as_task_batch(tasks)
+        task_options = dict(options)
+        if multi_step_iters is not None:
+            steps = jax.tree_util.tree_leaves(tasks.support)[0].shape[1]  # [tasks, steps, ...]
+            task_options["step_weights"] = multi_step_weights(steps, state.step,
+                                                              multi_step_iters)
+        second = lambda: all_tasks(state, tasks, rule, task_options)
+        if first_order_iters:
+            first = lambda: all_tasks(state, tasks, first_order, {})
+            grads, final, metrics = jax.lax.cond(state.step < first_order_iters, first, second)
         else:
-            grads, finals, metrics = jax.vmap(one_task, in_axes=(0, 0, None))(
-                tasks.support, tasks.query, inner0)
-            final = _mean_over_tasks(finals)
+            grads, final, metrics = second()
         updates, outer_state = outer_opt.update(_mean_over_tasks(grads), state.outer_state,
                                                 state.params)
         params = optax.apply_updates(state.params, updates)
@@ -163,16 +225,18 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                  if jnp.issubdtype(x.dtype, jnp.inexact)])).astype(jnp.float32)
         return MetaState(params, outer_state, inner_state, state.step + 1), metrics
 
+    model = (lambda p: p.params) if learn_inner_lr is not None else (lambda p: p)
+
     def adapt(state: MetaState, support, steps: tuple[int, ...] | None = None,
               each: Callable[[Params], Any] | None = None) -> Any:
         if steps is None:
             adapted, _, _ = inner_loop(loss_fn, state.params, support, opt, task_start(state),
                                        unroll)
-            return adapted
+            return model(adapted)
         if list(steps) != sorted(set(steps)) or steps[-1] > num_steps(support):
             raise ValueError(f"steps {tuple(steps)} must increase and end at most at the "
                              f"support's {num_steps(support)} inner steps")
-        each = (lambda p: p) if each is None else each
+        each = model if each is None else (lambda p, f=each: f(model(p)))
         stack = lambda *xs: jnp.stack(xs)
         if steps[-1] > 0 and tuple(steps) in (tuple(range(steps[-1] + 1)),
                                              tuple(range(1, steps[-1] + 1))):
@@ -194,6 +258,20 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         return jax.tree_util.tree_map(stack, *path)
 
     return MetaLearner(init, step, adapt)
+
+
+def multi_step_weights(steps: int, iteration: jax.Array, anneal_iters: int) -> jax.Array:
+    """MAML++'s per-step query-loss weights [steps] at meta-iteration `iteration`
+    (HowToTrainYourMAMLPytorch, few_shot_learning_system.py,
+    get_per_step_loss_importance_vector, with meta-iterations for epochs): uniform at 0;
+    each non-final weight falls linearly by 1/steps over `anneal_iters` (to at least
+    0.03/steps), the final one rises to match; from `anneal_iters` on, the last step's alone."""
+    t = jnp.asarray(iteration, jnp.float32) / anneal_iters
+    floor = 0.03 / steps
+    early = jnp.maximum(1.0 / steps - t / steps, floor) * jnp.ones(steps - 1)
+    last = jnp.minimum(1.0 / steps + t * (steps - 1) / steps, 1.0 - (steps - 1) * floor)
+    annealed = jnp.concatenate([early, last[None]])
+    return jnp.where(t < 1.0, annealed, jax.nn.one_hot(steps - 1, steps))
 
 
 def evaluate(learner: MetaLearner, state: MetaState, tasks: Task,

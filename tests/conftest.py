@@ -1,8 +1,23 @@
-"""Fixtures shared by the test files."""
+"""Fixtures shared by the test files, and the suite's compilation cache."""
 
-import pytest
+import os
+import tempfile
+from pathlib import Path
 
-from fometa.run.cli import main
+# The suite compiles the same programs many times over (every `fometa train` subprocess, each
+# kill-and-resume, each CLI test): JAX's persistent compilation cache lets the second compile
+# of a program load the first's executable. Set here, before JAX is imported, so that the
+# test processes and every subprocess they start share it; a size limit turns on its file
+# lock, which keeps concurrent processes (pytest-xdist workers) from reading a half-written
+# entry. Only the suite does this: fometa itself never sets JAX's configuration.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(Path(tempfile.gettempdir()) / f"fometa-tests-jax-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2 ** 30))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import pytest  # noqa: E402
+
+from fometa.run.cli import main  # noqa: E402
 
 
 @pytest.fixture

@@ -15,6 +15,9 @@ import pytest
 
 from fometa.run.cli import main
 
+# One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("checkpoint")
+
 ARGS = ["train", "--meta-iters", "600", "--log-every", "100", "--checkpoint-every", "200",
         "--eval-every", "300", "--eval-tasks", "20", "--no-progress"]
 
@@ -30,6 +33,7 @@ def save_then_pause(self, *a, **k):
     time.sleep(float(sys.argv[1]))
 fometa.run.checkpoint.Checkpoints.save = save_then_pause
 from fometa.run.cli import main
+
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -7,6 +7,10 @@ import pytest
 
 from fometa.tasks.classification import FewShotTasks, accuracies, cross_entropy, sample_episode
 
+# One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("classification")
+
+
 C, N, S = 12, 6, 5  # classes, examples per class, image side
 
 

@@ -406,12 +406,13 @@ def test_network_equals_reference_with_conv_biases_added(name):
         p64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
         for conv in ("patch", "xla"):
             model = model_cls(5, conv=conv)
-            np.testing.assert_allclose(model.apply(p64, x64), reference_network(name, p64, x64),
-                                       rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(jax.jit(model.apply)(p64, x64),
+                                       jax.jit(reference_network, static_argnums=0)(
+                                           name, p64, x64), rtol=1e-10, atol=1e-10)
             loss = lambda p: cross_entropy(model, p, x64, y)
             loss_ref = lambda p: optax.softmax_cross_entropy_with_integer_labels(
                 reference_network(name, p, x64), y).mean()
-            g, g_ref = jax.grad(loss)(p64), jax.grad(loss_ref)(p64)
+            g, g_ref = jax.jit(jax.grad(loss))(p64), jax.jit(jax.grad(loss_ref))(p64)
             for i in range(4):
                 np.testing.assert_array_equal(g["params"][f"conv{i}"]["bias"], 0.0)
             assert_close_tree(without_conv_biases(g), without_conv_biases(g_ref), 1e-9)

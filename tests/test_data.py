@@ -29,6 +29,10 @@ from fometa.data.mini_imagenet import load_mini_imagenet_with_classes
 from fometa.data.omniglot import load_omniglot_characters, split_indices
 from synthetic import MINI, _colour, _png, _solid, write_mini, write_omniglot
 
+# One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("data")
+
+
 REAL_DATA_DIR = os.environ.get("FOMETA_DATA_DIR", "")
 
 # Synthetic Omniglot: alphabets per part -> number of characters. Sorted merged order

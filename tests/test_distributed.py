@@ -16,6 +16,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+# One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("distributed")
+
 ARGS = ["train", "--devices", "all", "--meta-iters", "60", "--meta-batch", "4",
         "--log-every", "20", "--checkpoint-every", "20", "--eval-tasks", "20", "--no-progress",
         "--no-plots"]
@@ -30,6 +33,7 @@ def save_then_pause(self, *a, **k):
     time.sleep(float(sys.argv[1]))
 fometa.run.checkpoint.Checkpoints.save = save_then_pause
 from fometa.run.cli import main
+
 sys.exit(main(sys.argv[2:]))
 """
 

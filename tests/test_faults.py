@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("faults")
+
 ARGS = ["train", "--meta-iters", "400", "--log-every", "100", "--checkpoint-every", "200",
         "--eval-every", "200", "--eval-tasks", "20", "--no-progress"]
 PROMISED = ["config.json", "metrics.jsonl", "results.json", "inner_steps.json",
@@ -148,9 +151,12 @@ def test_full_disk_is_one_line_and_keeps_the_last_checkpoint():
 
 def test_second_writer_is_refused_naming_the_first(tmp_path):
     run_dir = tmp_path / "run"
+    # No checkpoint before the last iteration, however fast the machine: the first run is
+    # killed long before it.
     first = subprocess.Popen([sys.executable, "-m", "fometa", "train", "--meta-iters",
-                              "100000", "--log-every", "1000", "--no-progress", "--run-dir",
-                              str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              "100000", "--checkpoint-every", "100000", "--log-every", "1000",
+                              "--no-progress", "--run-dir", str(run_dir)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         while not (run_dir / "metrics.jsonl").exists():

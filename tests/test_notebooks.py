@@ -18,7 +18,7 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, monkeypatch, tmp_path):
-    monkeypatch.setenv("FOMETA_NOTEBOOK_ITERS", "200" if path.name == "omniglot.ipynb" else "300")
+    monkeypatch.setenv("FOMETA_NOTEBOOK_ITERS", "50" if path.name == "omniglot.ipynb" else "300")
     monkeypatch.setenv("FOMETA_NOTEBOOK_EVAL_TASKS", "50")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     if path.name == "omniglot.ipynb" and not os.environ.get("FOMETA_DATA_DIR"):

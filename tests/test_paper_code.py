@@ -113,11 +113,12 @@ def test_problem_loss_is_the_settings_reduction(reduction, factor):
         cfg = resolve("omniglot", conv="patch", ways=WAYS, shots=1, train_shots=3, queries=1,
                       inner_iters=1, inner_batch=WAYS * 3, loss_reduction=r)
         problem = classification_problem(cfg, Splits(images, images))
-        task = problem.train_task(jax.random.PRNGKey(0))
-        params = problem.init_params(jax.random.PRNGKey(1))
+        task = jax.jit(problem.train_task)(jax.random.PRNGKey(0))  # (jit: eager is slow)
+        params = jax.jit(problem.init_params)(jax.random.PRNGKey(1))
         batch = jax.tree_util.tree_map(lambda a: a[0], task.support)  # 5 ways x 3 shots
-        out[r] = float(problem.loss_fn(params, batch))
-        accuracy = problem.metric_fn(params, problem.eval_task(jax.random.PRNGKey(2)).query)
+        out[r] = float(jax.jit(problem.loss_fn)(params, batch))
+        query = jax.jit(problem.eval_task)(jax.random.PRNGKey(2)).query
+        accuracy = jax.jit(problem.metric_fn)(params, query)
     assert out[reduction] == pytest.approx(factor * out["mean"], rel=1e-5)
     assert set(accuracy) == {"accuracy", "accuracy_transductive"}
 

@@ -9,6 +9,10 @@ import pytest
 from fometa.run import (RunDir, chunk_runner, curve_steps, evaluate_run, evaluate_tasks, plot_runs,
                         resolve, setup, train)
 
+# One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("plots")
+
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -21,6 +21,10 @@ from reference_runs import RUNS, argv, summary, write_omniglot
 import fometa.run.training
 from fometa.run.cli import main
 
+# One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("reference_runs")
+
+
 RECORDED = json.loads((Path(__file__).parent / "reference_runs_43610c2.json").read_text())
 RTOL = 1e-5
 # Since then the final evaluation adapts once and records the metric at several step

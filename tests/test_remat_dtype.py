@@ -152,7 +152,7 @@ def test_bfloat16_network_computes_in_bfloat16():
                       dtype=dtype)
         problem = classification_problem(cfg, splits)
         learner = make_learner(cfg, problem)
-        state = learner.init(problem.init_params(jax.random.PRNGKey(0)))
+        state = learner.init(jax.jit(problem.init_params)(jax.random.PRNGKey(0)))
         tasks = _tasks(problem, 2)
         batch = jax.tree_util.tree_map(lambda x: x[0, 0], tasks.support)
         jaxpr = str(jax.make_jaxpr(problem.loss_fn)(state.params, batch))
@@ -160,7 +160,7 @@ def test_bfloat16_network_computes_in_bfloat16():
         new, metrics = jax.jit(learner.step)(state, tasks)
         for leaf in _floats((new.params, new.outer_state, new.inner_state)):
             assert leaf.dtype == jnp.float32
-        out[dtype] = problem.loss_fn(state.params, batch), metrics
+        out[dtype] = jax.jit(problem.loss_fn)(state.params, batch), metrics
     (l32, m32), (l16, m16) = out["float32"], out["bfloat16"]
     assert l16.dtype == jnp.float32
     np.testing.assert_allclose(l16, l32, rtol=3e-2)

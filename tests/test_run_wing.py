@@ -16,7 +16,7 @@ import pytest
 import fometa
 from fometa.algorithms import ALGORITHMS, Rule
 from fometa.errors import ConfigError
-from fometa.run import load_run, resolve, train
+from fometa.run import load_run, processes, resolve, train
 from fometa.run.cli import main
 from fometa.run.settings import DECLARED, Switch, flag
 
@@ -69,11 +69,13 @@ def test_registered_algorithm_trains_through_meta_learner(toy):
 def train_help(capsys) -> str:
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    return " ".join(capsys.readouterr().out.split())
+    # argparse wraps lines after hyphens too ("per-" / "parameter"): join those back.
+    return re.sub(r"(\w)- (\w)", r"\1-\2", " ".join(capsys.readouterr().out.split()))
 
 
 def test_registered_algorithm_trains_through_fometa_train(toy, tmp_path, capsys):
-    assert "{reptile,fomaml,maml,foml,scaled-reptile}" in train_help(capsys)
+    assert "{" + ",".join(ALGORITHMS) + "}" in train_help(capsys)
+    assert list(ALGORITHMS)[-1] == "scaled-reptile"  # the registered one, offered last
     runs = {}
     for name, eps in ((toy, "0.05"), ("reptile", "0.1")):
         runs[name] = tmp_path / name
@@ -101,7 +103,8 @@ def test_train_flags_are_the_declared_settings(capsys):
     switches = {"--no-" + flag(n)[2:] for n, s in DECLARED.items()
                 if s.flag and isinstance(s.kind, Switch)}
     run_only = {"--config", "--tensorboard", "--run-dir", "--no-progress", "--no-plots"}
-    assert options == declared | switches | run_only
+    launch = {"--distributed"} | {"--" + name.replace("_", "-") for name in processes.ENV}
+    assert options == declared | switches | run_only | launch
     for name, s in DECLARED.items():
         if s.flag:
             assert " ".join(s.help.split()) in help_text, name

@@ -16,6 +16,10 @@ import pytest
 from fometa.run.cli import main
 from fometa.errors import ConfigError
 
+# One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("sharding")
+
+
 SCRIPT = textwrap.dedent(r'''
     import dataclasses, json, sys
     import jax, numpy as np

@@ -209,6 +209,20 @@ def test_api_misuse_gets_clear_errors():
     assert int(new.step) == 1
 
 
+
+def test_gradients_jit_with_the_functions_static():
+    # L(p) = (p - 1)^2; one SGD step a: p' = p - 2a(p - 1), so the MAML gradient is
+    # 2 (1 - 2a)^2 (p - 1).
+    loss = lambda p, b: jnp.mean((b["x"] * p - b["y"]) ** 2)
+    batch = {"x": jnp.ones(5), "y": jnp.ones(5)}
+    support = jax.tree_util.tree_map(lambda a: a[None], batch)
+    grad = jax.jit(fometa.maml_grad, static_argnames=("loss_fn", "inner_opt"))
+    sgd = optax.sgd(0.1)
+    for p in (0.5, 2.0):
+        np.testing.assert_allclose(grad(loss, jnp.float32(p), support, batch, sgd),
+                                   2 * 0.8 ** 2 * (p - 1), rtol=1e-6)
+    assert grad._cache_size() == 1  # one compile for new parameters, same functions
+
 # --- 9. fometa eval reads well --------------------------------------------------------------
 
 def test_eval_prints_a_summary_and_json_on_request(tmp_path, capsys):

@@ -24,6 +24,10 @@ from fometa.run import load_run, resolve, setup
 from fometa.run.cli import main
 from fometa.run.training import evaluate_run
 
+# One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("user_errors")
+
+
 SMALL = ["--meta-iters", "200", "--log-every", "100", "--eval-tasks", "20", "--no-progress"]
 
 

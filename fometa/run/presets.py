@@ -42,8 +42,11 @@ def paper_result(preset: Preset) -> str:
 
 
 def paper_numbers(preset: Preset) -> dict[str, tuple[float, float]]:
-    """The paper's numbers as floats: results.json key -> (mean, ci95) in percent."""
-    return {k: tuple(float(x) for x in v.split("+/-")) for k, v in preset.paper.items()}
+    """The paper's numbers as floats: results.json key -> (mean, ci95) in percent; ci95 is
+    NaN where the paper's table gives the mean alone."""
+    return {k: (float(v.split("+/-")[0]),
+                float(v.split("+/-")[1]) if "+/-" in v else math.nan)
+            for k, v in preset.paper.items()}
 
 
 # Presets name rows of the papers' experiments.
@@ -143,6 +146,71 @@ for (algorithm, dataset, ways, shots), accuracy in _MAML_PAPER.items():
         f"{1 if dataset == 'omniglot' else 2}",
         {"eval_transductive": accuracy}, _MAML_DIFFERENCES)
 
+# The paper's successors (not in the Reptile paper), each on the settings of the MAML row
+# of the same task shape unless its code says otherwise. Numbers: each paper's own tables
+# (transductive batch norm, as MAML's code), means only.
+_SUCCESSOR_DIFFERENCES = ("the Reptile paper's networks, evaluation on 10,000 tasks with "
+                          "one query per class (see the MAML rows)")
+for ways, shots, dataset, accuracy in ((5, 1, "omniglot", "99.53"), (5, 5, "omniglot", "99.93"),
+                                       (5, 1, "mini-imagenet", "50.47"),
+                                       (5, 5, "mini-imagenet", "64.03")):
+    PRESETS[f"meta-sgd-{dataset}-{ways}w{shots}s"] = Preset(
+        dict(PRESETS[f"maml-{dataset}-{ways}w{shots}s"].settings, algorithm="meta-sgd",
+             inner_iters=1, eval_inner_iters=1),
+        "Li et al. 2017 (Meta-SGD), Tables 1 and 2", {"eval_transductive": accuracy},
+        "no released code: MAML's row settings with the paper's one inner step in training "
+        "and evaluation; every rate starts at inner-lr (the paper draws them from "
+        "[0.005, 0.1]); " + _SUCCESSOR_DIFFERENCES)
+for ways, shots, dataset, accuracy in ((20, 1, "omniglot", "96.2"), (20, 5, "omniglot", "98.0"),
+                                       (5, 1, "mini-imagenet", "46.7"),
+                                       (5, 5, "mini-imagenet", "61.5")):
+    PRESETS[f"anil-{dataset}-{ways}w{shots}s"] = Preset(
+        dict(PRESETS[f"maml-{dataset}-{ways}w{shots}s"].settings, algorithm="anil"),
+        "Raghu et al. 2020 (ANIL), Table 2; MAML's settings, the inner loop adapts the "
+        "output layer", {"eval_transductive": accuracy}, _SUCCESSOR_DIFFERENCES)
+# MAML++ (AntreasAntoniou/HowToTrainYourMAMLPytorch, experiment_config/*maml++*.json):
+# 5 inner steps in training and evaluation, per-layer per-step inner rates, the multi-step
+# loss over the first 10 (Omniglot) or 15 (Mini-ImageNet) epochs of 500 iterations, second
+# order throughout (first_order_to_second_order_epoch -1), 100 epochs, cosine annealing of
+# Adam's 0.001 to min_learning_rate (0.00001; 0.001 on Mini-ImageNet: constant), the mean
+# cross-entropy (F.cross_entropy).
+for ways, shots, dataset, accuracy in ((20, 1, "omniglot", "97.65"), (20, 5, "omniglot", "99.33"),
+                                       (5, 1, "mini-imagenet", "52.15"),
+                                       (5, 5, "mini-imagenet", "68.32")):
+    omniglot = dataset == "omniglot"
+    PRESETS[f"mamlpp-{dataset}-{ways}w{shots}s"] = Preset(
+        dict(PRESETS[f"maml-{dataset}-{ways}w{shots}s"].settings, algorithm="maml",
+             learn_inner_lr="per-layer-step", inner_lr=0.1 if omniglot else 0.01,
+             inner_iters=5, eval_inner_iters=5, loss_reduction="mean",
+             queries=1 if omniglot else 15, meta_batch=8 if omniglot else 2,
+             meta_iters=50000, multi_step_iters=5000 if omniglot else 7500,
+             outer_lr_final=1e-5 if omniglot else 1e-3, outer_clip=None),
+        "Antoniou et al. 2019 (MAML++), Tables 1 and 2; HowToTrainYourMAMLPytorch configs",
+        {"eval_transductive": accuracy},
+        "no per-step batch-norm parameters or statistics (batch norm uses each batch's "
+        "statistics, as the Reptile paper's networks); 32 filters on Mini-ImageNet (MAML++: "
+        "48); the multi-step weights anneal every meta-iteration (MAML++: every epoch of "
+        "500); the paper reports an ensemble of its 5 best validation models, fometa the "
+        "final model; " + _SUCCESSOR_DIFFERENCES)
+# iMAML (aravindr93/imaml_dev, examples/README.md: inner SGD 0.1 on the whole support for
+# 16 steps, meta-batch 32, Adam 0.001, lam 2.0, 5 CG steps, 20,000 meta-steps; evaluation
+# adapts without the proximal term, --lam 0.0, for 16 steps).
+for ways, shots, dataset, accuracy in ((5, 1, "omniglot", "99.50"), (5, 5, "omniglot", "99.74"),
+                                       (20, 1, "omniglot", "96.18"),
+                                       (20, 5, "omniglot", "99.14"),
+                                       (5, 1, "mini-imagenet", "49.30")):
+    PRESETS[f"imaml-{dataset}-{ways}w{shots}s"] = Preset(
+        dict(PRESETS[f"maml-{dataset}-{ways}w{shots}s"].settings, algorithm="imaml",
+             inner_lr=0.1 if dataset == "omniglot" else 0.01, inner_iters=16,
+             eval_inner_iters=16, loss_reduction="mean", meta_batch=32 if ways == 5 else 16,
+             meta_iters=20000, imaml_lambda=2.0, cg_steps=5, outer_clip=None),
+        "Rajeswaran et al. 2019 (iMAML), Table 2 and 3; imaml_dev's example command",
+        {"eval_transductive": accuracy},
+        "the paper's implicit gradient, (I + H / lam)^-1 g: imaml_dev's code solves "
+        "(2 I + H / (lam + 10)) v = g after an unregularised inner loop and one proximal step; "
+        "20-way and Mini-ImageNet settings were not released (the 5-way ones with MAML's task "
+        "sizes); " + _SUCCESSOR_DIFFERENCES)
+
 # CIFAR-FS (Bertinetto et al. 2019; not in the Reptile paper): Mini-ImageNet's Reptile and
 # MAML settings on CIFAR-100's 32x32 images; no number of the papers' to compare with.
 for algorithm, base in (("reptile", "reptile-mini-imagenet-5w1s"),
@@ -158,9 +226,12 @@ for algorithm, base in (("reptile", "reptile-mini-imagenet-5w1s"),
 DEFAULT_PRESET: dict[str, dict[str, str]] = {
     "sine": {"reptile": "reptile-sine", "maml": "maml-sine"},
     "omniglot": {"reptile": "reptile-omniglot-5w1s", "maml": "maml-omniglot-5w1s",
-                 "fomaml": "fomaml-omniglot-5w1s"},
+                 "fomaml": "fomaml-omniglot-5w1s", "meta-sgd": "meta-sgd-omniglot-5w1s",
+                 "anil": "anil-omniglot-20w1s", "imaml": "imaml-omniglot-5w1s"},
     "mini-imagenet": {"reptile": "reptile-mini-imagenet-5w1s",
-                      "maml": "maml-mini-imagenet-5w1s", "fomaml": "fomaml-mini-imagenet-5w1s"},
+                      "maml": "maml-mini-imagenet-5w1s", "fomaml": "fomaml-mini-imagenet-5w1s",
+                      "meta-sgd": "meta-sgd-mini-imagenet-5w1s",
+                      "anil": "anil-mini-imagenet-5w1s", "imaml": "imaml-mini-imagenet-5w1s"},
     "cifar-fs": {"reptile": "reptile-cifar-fs-5w1s", "maml": "maml-cifar-fs-5w1s"},
 }
 

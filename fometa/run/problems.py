@@ -24,6 +24,7 @@ from fometa.errors import ConfigError
 from fometa.inner import LossFn, Params
 from fometa.learner import MetaLearner, meta_learner, reptile_outer
 from fometa.models import MLP
+from fometa.partition import Mask, by_path
 from fometa.tasks.base import Task
 from fometa.tasks.classification import FewShotTasks, accuracies, cross_entropy
 from fometa.tasks.sine import SineTasks, mse
@@ -45,6 +46,8 @@ class Problem(NamedTuple):
     illustrate(adapt, params, key) -> `Illustration` of one evaluation task (jittable),
         where `adapt(support, steps, each)` adapts the meta-learned initialisation as
         `MetaLearner.adapt` does; None: no such figure.
+    head: a mask (`fometa.partition`) of the model's output layer: what an algorithm that
+        adapts a subset (ANIL) adapts; None: the problem has none to offer.
     """
 
     train_task: Callable[[jax.Array], Task]
@@ -55,6 +58,7 @@ class Problem(NamedTuple):
     metric: str
     results: Mapping[str, str]
     illustrate: Callable[[Callable[[Any], Params], Params, jax.Array], Illustration] | None = None
+    head: Mask | None = None  # the model's output layer (what ANIL's inner loop adapts)
 
 
 COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")  # what `in_dtype` computes in
@@ -147,7 +151,8 @@ def sine_problem(cfg) -> Problem:
                    lambda key: model.init(key, jnp.zeros((1, 1))),
                    lambda p, b: mse(predict, p, b, reduce),
                    lambda p, q: {"mse": mse(predict, p, q)}, "mse", {"mse": "eval"},
-                   illustrate=sine_adaptation(tasks, model.apply))
+                   illustrate=sine_adaptation(tasks, model.apply),
+                   head=by_path(lambda path: f"['Dense_{len(cfg.hidden)}']" in path))
 
 
 def check_sine(cfg) -> None:
@@ -226,7 +231,8 @@ def classification_problem(cfg, splits: Splits | None = None) -> Problem:
                    lambda key: model.init(key, jnp.zeros((1,) + train.shape[2:], jnp.float32)),
                    lambda p, b: cross_entropy(apply, p, b, reduce),
                    lambda p, q: accuracies(apply, p, q), "accuracy",
-                   {"accuracy": "eval", "accuracy_transductive": "eval_transductive"})
+                   {"accuracy": "eval", "accuracy_transductive": "eval_transductive"},
+                   head=by_path(lambda path: "['logits']" in path))
 
 
 def check_classification(cfg) -> None:
@@ -314,6 +320,10 @@ INNER_OPTIMIZERS: dict[str, Callable[[float, bool], optax.GradientTransformation
 }
 
 
+# The settings that set an algorithm's options (`fometa.algorithms.Rule.options`), by option.
+ALGORITHM_OPTIONS: dict[str, str] = {"lam": "imaml_lambda", "cg_steps": "cg_steps"}
+
+
 def make_problem(cfg) -> Problem:
     """The problem that `cfg.dataset` names, built from `cfg`."""
     return DATASETS[cfg.dataset].build(cfg)
@@ -325,12 +335,26 @@ def make_learner(cfg, problem: Problem) -> MetaLearner:
     if rule.interpolates:
         outer = reptile_outer(cfg.meta_step, cfg.meta_iters, cfg.meta_step_final)
     else:
-        outer = optax.adam(cfg.outer_lr)
+        lr = cfg.outer_lr
+        if cfg.outer_lr_final is not None:  # MAML++: CosineAnnealingLR to min_learning_rate
+            lr = optax.cosine_decay_schedule(cfg.outer_lr, cfg.meta_iters,
+                                             cfg.outer_lr_final / cfg.outer_lr)
+        outer = optax.adam(lr)
         if cfg.outer_clip is not None:  # cbfinn/maml, maml.py: tf.clip_by_value(grad, -10, 10)
             outer = optax.chain(optax.clip(cfg.outer_clip), outer)
-    return meta_learner(cfg.algorithm, problem.loss_fn,
-                        INNER_OPTIMIZERS[cfg.inner_optimizer](cfg.inner_lr, rule.second_order),
-                        outer,
+    learned = cfg.learn_inner_lr or rule.learn_inner_lr
+    inner = (cfg.inner_lr if learned else
+             INNER_OPTIMIZERS[cfg.inner_optimizer](cfg.inner_lr, rule.second_order))
+    if rule.adapts_subset and problem.head is None:
+        raise ConfigError(f"{cfg.algorithm!r} adapts the model's head in its inner loop, and "
+                          f"this problem names none (Problem.head)")
+    options = {option: getattr(cfg, name) for option, name in ALGORITHM_OPTIONS.items()
+               if option in rule.options and getattr(cfg, name) is not None}
+    return meta_learner(cfg.algorithm, problem.loss_fn, inner, outer,
                         carry_inner_state=cfg.carry_inner_state,
                         sequential_tasks=cfg.task_order == "sequential", unroll=cfg.unroll,
-                        remat=cfg.remat, check_finite=True)
+                        remat=cfg.remat, check_finite=True,
+                        inner_trainable=problem.head if rule.adapts_subset else None,
+                        options=options, learn_inner_lr=cfg.learn_inner_lr,
+                        inner_steps=cfg.inner_iters, first_order_iters=cfg.first_order_iters,
+                        multi_step_iters=cfg.multi_step_iters)

@@ -17,9 +17,10 @@ from fometa.algorithms import ALGORITHMS
 from fometa.convnets import CONV_IMPLS
 from fometa.data import OMNIGLOT_SPLITS
 from fometa.errors import ConfigError
+from fometa.learned_lr import KINDS as LEARNED_LR_KINDS
 from fometa.models import ACTIVATIONS
-from fometa.run.problems import (COMPUTE_DTYPES, DATASETS, INNER_OPTIMIZERS, LOSS_REDUCTIONS,
-                                 MATMUL_PRECISIONS)
+from fometa.run.problems import (ALGORITHM_OPTIONS, COMPUTE_DTYPES, DATASETS, INNER_OPTIMIZERS,
+                                 LOSS_REDUCTIONS, MATMUL_PRECISIONS)
 
 
 TASK_ORDERS: tuple[str, ...] = ("parallel", "sequential")
@@ -258,9 +259,27 @@ class Config:
     outer_clip: float | None = setting(
         None, Real(), "MAML/FOMAML: clip each meta-gradient element to [-X, X] before Adam "
         "(MAML's code on Mini-ImageNet: 10)")
+    outer_lr_final: float | None = setting(
+        None, Real(), "MAML/FOMAML: anneal the meta-optimizer's step size from outer-lr to X "
+        "by a cosine over the run (MAML++; default: constant)")
     meta_step: float = setting(0.1, Real(), "Reptile's initial meta step size")
     meta_step_final: float = setting(0.0, Real(inclusive=True),
                                      "Reptile's final meta step size (annealed linearly)")
+    # The paper's successors (second-order rules: maml, meta-sgd, anil).
+    learn_inner_lr: str | None = setting(
+        None, Choice(LEARNED_LR_KINDS), "meta-learn the inner learning rates, starting from "
+        "inner-lr: per-parameter (Meta-SGD; the default of --algorithm meta-sgd) or "
+        "per-layer-step (MAML++'s per-layer, per-step rates)")
+    first_order_iters: int = setting(
+        0, Whole(0), "MAML++'s derivative-order annealing: first-order meta-gradients for "
+        "this many meta-iterations, then second-order")
+    multi_step_iters: int | None = setting(
+        None, Whole(), "MAML++'s multi-step loss: the query loss after every inner step, "
+        "weights annealed towards the last step's over this many meta-iterations")
+    imaml_lambda: float | None = setting(
+        None, Real(), "iMAML's proximal regularisation lambda (default 1.0)")
+    cg_steps: int | None = setting(
+        None, Whole(), "iMAML's conjugate-gradient steps for the implicit gradient (default 5)")
     # Evaluation.
     eval_inner_iters: int = setting(32, Whole(), "inner steps at evaluation",
                                     evaluation=True)
@@ -345,8 +364,29 @@ def check(cfg: Config) -> Config:
     one-line ConfigError naming the first value at fault."""
     for name in DECLARED:
         check_value(name, getattr(cfg, name))
+    check_algorithm(cfg)
     DATASETS[cfg.dataset].check(cfg)
     return cfg
+
+
+def check_algorithm(cfg: Config) -> None:
+    """A one-line ConfigError for a setting that the algorithm does not use."""
+    rule = ALGORITHMS[cfg.algorithm]
+    for option, name in ALGORITHM_OPTIONS.items():
+        if getattr(cfg, name) is not None and option not in rule.options:
+            raise ConfigError(f"{flag(name)} applies to algorithms with the option {option!r} "
+                              f"(imaml), not {cfg.algorithm!r}")
+    second_order = ("learn_inner_lr", "multi_step_iters", "first_order_iters")
+    for name in second_order:
+        if getattr(cfg, name) and not rule.second_order:
+            raise ConfigError(f"{flag(name)} applies to second-order algorithms (maml, "
+                              f"meta-sgd, anil), not {cfg.algorithm!r}")
+    if (cfg.learn_inner_lr or rule.learn_inner_lr) and cfg.inner_optimizer != "sgd":
+        raise ConfigError(f"learned inner learning rates scale plain gradient steps: "
+                          f"--inner-optimizer {cfg.inner_optimizer} must be sgd")
+    if cfg.outer_lr_final is not None and rule.interpolates:
+        raise ConfigError(f"--outer-lr-final applies to the meta-optimizer of maml, fomaml "
+                          f"and the like; {cfg.algorithm!r} anneals --meta-step")
 
 
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:

@@ -22,6 +22,7 @@ import optax
 import fometa
 from fometa.algorithms import get_rule
 from fometa.errors import ConfigError, DivergenceError
+from fometa.learned_lr import model_params
 from fometa.learner import MetaLearner, MetaState
 from fometa.run.checkpoint import Checkpoints
 from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
@@ -257,7 +258,7 @@ def record_figures(rundir: RunDir, curve: dict[str, Any], run: Setup, state: Met
     if run.problem.illustrate is not None:
         adapt = functools.partial(run.learner.adapt, state)
         illustrate = jax.jit(lambda params, key: run.problem.illustrate(adapt, params, key))
-        rundir.write_adaptation(illustrate(state.params, run.eval_key))
+        rundir.write_adaptation(illustrate(model_params(state.params), run.eval_key))
 
 
 def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
