@@ -12,6 +12,7 @@ import fometa
 from fometa.algorithms import meta_gradient
 from fometa.run import resolve
 from fometa.run import Splits, classification_problem, make_learner, make_problem
+from fometa.run.problems import uses_remat
 
 ALGOS = ("maml", "fomaml", "reptile")
 
@@ -98,15 +99,23 @@ def test_remat_shrinks_maml_memory_with_many_inner_steps():
     assert temp[True] < 0.5 * temp[False], temp
 
 
-def test_config_remat_reaches_the_learner():
-    cfg = resolve("sine", algorithm="maml", meta_batch=2, inner_batch=None, train_shots=5,
-                  remat=True)
+@pytest.mark.parametrize("algorithm, inner_iters, remat, expected", [
+    ("maml", 1, True, True), ("maml", 2, False, False),
+    ("maml", 1, None, False),    # one inner step: remat only adds work (measured)
+    ("maml", 2, None, True),     # two or more, second order, on the CPU: on by default
+    ("fomaml", 2, None, False),  # nothing is differentiated through the inner loop
+])
+def test_config_remat_reaches_the_learner(algorithm, inner_iters, remat, expected):
+    cfg = resolve("sine", algorithm=algorithm, meta_batch=2, inner_batch=None, train_shots=5,
+                  inner_iters=inner_iters, remat=remat)
     problem = make_problem(cfg)
     learner = make_learner(cfg, problem)
     jaxpr = str(jax.make_jaxpr(learner.step)(
         learner.init(problem.init_params(jax.random.PRNGKey(0))),
         jax.vmap(problem.train_task)(jax.random.split(jax.random.PRNGKey(1), 2))))
-    assert "checkpoint" in jaxpr or "remat" in jaxpr
+    assert ("checkpoint" in jaxpr or "remat" in jaxpr) == expected
+    assert uses_remat(cfg, "cpu") == expected
+    assert uses_remat(cfg, "gpu") == bool(remat)  # unmeasured on GPUs: off unless asked
 
 
 def _floats(tree):

@@ -324,6 +324,21 @@ INNER_OPTIMIZERS: dict[str, Callable[[float, bool], optax.GradientTransformation
 ALGORITHM_OPTIONS: dict[str, str] = {"lam": "imaml_lambda", "cg_steps": "cg_steps"}
 
 
+# `--remat` left unset: rematerialise where benchmarks/README.md ("MAML: remat by default")
+# measures it faster on the CPU: second-order rules with at least this many inner steps.
+# With one step it only adds work; GPUs are unmeasured, so they keep it off.
+REMAT_MIN_STEPS = 2
+
+
+def uses_remat(cfg, platform: str) -> bool:
+    """Whether a run of `cfg` on `platform` ("cpu", "gpu", "tpu") rematerialises its inner
+    steps: `cfg.remat` where set, else the measured default (`REMAT_MIN_STEPS`)."""
+    if cfg.remat is not None:
+        return cfg.remat
+    return (platform == "cpu" and get_rule(cfg.algorithm).second_order
+            and cfg.inner_iters >= REMAT_MIN_STEPS)
+
+
 def make_problem(cfg) -> Problem:
     """The problem that `cfg.dataset` names, built from `cfg`."""
     return DATASETS[cfg.dataset].build(cfg)
@@ -353,7 +368,7 @@ def make_learner(cfg, problem: Problem) -> MetaLearner:
     return meta_learner(cfg.algorithm, problem.loss_fn, inner, outer,
                         carry_inner_state=cfg.carry_inner_state,
                         sequential_tasks=cfg.task_order == "sequential", unroll=cfg.unroll,
-                        remat=cfg.remat, check_finite=True,
+                        remat=uses_remat(cfg, jax.default_backend()), check_finite=True,
                         inner_trainable=problem.head if rule.adapts_subset else None,
                         options=options, learn_inner_lr=cfg.learn_inner_lr,
                         inner_steps=cfg.inner_iters, first_order_iters=cfg.first_order_iters,

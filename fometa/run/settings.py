@@ -20,7 +20,7 @@ from fometa.errors import ConfigError
 from fometa.learned_lr import KINDS as LEARNED_LR_KINDS
 from fometa.models import ACTIVATIONS
 from fometa.run.problems import (ALGORITHM_OPTIONS, COMPUTE_DTYPES, DATASETS, INNER_OPTIMIZERS,
-                                 LOSS_REDUCTIONS, MATMUL_PRECISIONS)
+                                 LOSS_REDUCTIONS, MATMUL_PRECISIONS, REMAT_MIN_STEPS)
 
 
 TASK_ORDERS: tuple[str, ...] = ("parallel", "sequential")
@@ -241,8 +241,11 @@ class Config:
         None, Whole(), "examples per class kept apart as a training task's last inner "
         "minibatch (the Reptile paper's code's --foml-tail, for --algorithm foml)")
     unroll: int = setting(1, Whole(), "lax.scan unroll of the inner loop")
-    remat: bool = setting(False, Switch(),
-                          "rematerialise each inner step in the backward pass (MAML memory)")
+    remat: bool | None = setting(
+        None, Switch(), "rematerialise each inner step in the backward pass (MAML: memory, and "
+        "speed on a CPU); default (none): on for second-order algorithms with at least "
+        f"{REMAT_MIN_STEPS} inner steps on a CPU, where it is measured to pay "
+        "(benchmarks/README.md)", resumable=True)
     dtype: str = setting("float32", Choice(COMPUTE_DTYPES),
                          "compute dtype (bfloat16: mixed precision; parameters stay float32)",
                          evaluation=True)

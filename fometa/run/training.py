@@ -29,7 +29,8 @@ from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
 from fometa.run.interrupt import StopRequest, TrainingInterrupted
 from fometa.run.loop import loop_runner
 from fometa.run.plots import plot_run
-from fometa.run.problems import Problem, make_learner, make_problem, matmul_precision
+from fometa.run.problems import (Problem, make_learner, make_problem, matmul_precision,
+                                 uses_remat)
 from fometa.run import report
 from fometa.run.report import Reporter
 from fometa.run.rundir import RunDir
@@ -330,6 +331,7 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
                 "wall_seconds": time.perf_counter() - start,
                 "train_seconds": trained.train_seconds,
                 "compile_seconds": trained.compile_seconds,
+                "remat": uses_remat(cfg, jax.default_backend()),
                 "devices": devices(mesh),
             }
             if rundir.writer:
