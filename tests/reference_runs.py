@@ -85,7 +85,8 @@ def summary(run_dir: Path) -> dict:
     return {
         "config": config,
         "results": {k: results[k] for k in results if k.startswith("eval")}
-        | {"meta_iterations": results["meta_iterations"], "resumed_from": results["resumed_from"]},
+        | {"meta_iterations": results["meta_iterations"], "resumed_from": results["resumed_from"],
+           "remat": results.get("remat")},
         "metrics": [{k: v for k, v in l.items() if k != "seconds"} for l in lines],
         "state": _params(run_dir, results["meta_iterations"]),
     }
