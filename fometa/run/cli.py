@@ -213,5 +213,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def console() -> None:
+    """The `fometa` command (and `python -m fometa`): `main`, then exit with its status. After
+    a user error (2), already said in one line, it leaves without the interpreter's shutdown,
+    where orbax's asyncio threads can print "Event loop is closed" tracebacks after that line
+    (checkpoints are closed by then)."""
+    code = main()
+    if code == 2:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
