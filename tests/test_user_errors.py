@@ -231,12 +231,30 @@ def test_checksum_mismatch_is_never_evaluated(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="do not match the checksum") as e:
         evaluate_run(tmp_path / "other")
     assert str(tmp_path / "other" / "checkpoints" / "300") in str(e.value)
-    # Flipped bytes anywhere in the newest checkpoint's data: refused, or (where a byte
-    # carried no value) the very state that was saved; never other values.
+    # Flipped bytes anywhere in the newest checkpoint's data: refused before orbax opens a
+    # file (tensorstore reading damaged data prints tracebacks from its threads), naming it.
     newest = run_dir / "checkpoints" / "200"
     saved = flat_state(run_dir)
+    data = [f for f in newest.rglob("*") if f.is_file() and f.parent.name == "d"]
+    assert data
+    for f in data:
+        original = f.read_bytes()
+        for pos in (len(original) // 3, len(original) - 9):
+            damaged = bytearray(original)
+            damaged[pos] ^= 0x5A
+            f.write_bytes(bytes(damaged))
+            with monkeypatch.context() as m:
+                m.setattr(checkpoint_module.ocp.CheckpointManager, "restore",
+                          lambda *a, **k: pytest.fail("orbax read a damaged checkpoint"))
+                with pytest.raises(CheckpointError, match="does not match the checksum") as e:
+                    flat_state(run_dir)
+            assert str(newest) in str(e.value) and f.name in str(e.value)
+        f.write_bytes(original)
+    # Without the list of file checksums (written by an older fometa): refused by the tree's
+    # checksum, or (where a byte carried no value) the very state that was saved.
+    (newest / checkpoint_module.FILE_SUMS).unlink()
     refused = 0
-    for f in [f for f in newest.rglob("*") if f.is_file() and f.parent.name == "d"]:
+    for f in data:
         original = f.read_bytes()
         for pos in (len(original) // 3, len(original) - 9):
             damaged = bytearray(original)

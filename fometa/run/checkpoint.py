@@ -9,6 +9,11 @@ number are the complete PRNG state.
 Writes are synchronous and atomic: orbax writes a step into a temporary folder and renames
 it into place once complete, and only finished steps are listed, so a run killed mid-write
 resumes from the previous checkpoint. The newest `MAX_TO_KEEP` checkpoints are kept.
+
+Two checksums guard a checkpoint. `FILE_SUMS`, written beside orbax's files once they are in
+place, holds the SHA-256 of each file; restore checks it before orbax opens anything, because
+tensorstore reading a damaged file leaves coroutines that print tracebacks from other threads
+after the error is handled. The checksum inside the tree is verified on what orbax returns.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import json
 import logging
+import os
 import shutil
 import sys
 import threading
@@ -31,6 +38,7 @@ import orbax.checkpoint as ocp
 from fometa.errors import CheckpointError, one_line
 
 MAX_TO_KEEP = 3
+FILE_SUMS = "fometa_files.sha256.json"  # {relative path: sha256 hex} of a checkpoint's files
 
 
 @contextlib.contextmanager
@@ -74,6 +82,36 @@ def _checksum(tree: Any) -> np.ndarray:
     return np.frombuffer(digest.digest(), np.uint8).copy()
 
 
+def _file_sums(folder: Path) -> dict[str, str]:
+    """SHA-256 (hex) of every file under `folder` but FILE_SUMS, by relative path."""
+    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file() and f.name != FILE_SUMS}
+
+
+def _write_file_sums(folder: Path) -> None:
+    tmp = folder / (FILE_SUMS + ".tmp")
+    tmp.write_text(json.dumps(_file_sums(folder), indent=0))
+    os.replace(tmp, folder / FILE_SUMS)  # atomic: a half-written list is never read
+
+
+def _damaged_file(folder: Path) -> str | None:
+    """The first file of `folder` that is missing or differs from FILE_SUMS, or None (also
+    when FILE_SUMS is absent: checkpoints written before it, or killed before it was)."""
+    try:
+        sums = json.loads((folder / FILE_SUMS).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return FILE_SUMS
+    for name, digest in sums.items():
+        try:
+            if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest:
+                return name
+        except OSError:
+            return name
+    return None
+
+
 def _reason(error: BaseException) -> str:
     """An OS reason found in an orbax/tensorstore error's message, else its type."""
     text = str(error)
@@ -113,6 +151,8 @@ class Checkpoints:
             with _quiet_orbax():
                 self._manager.save(iteration, args=ocp.args.StandardSave(tree), force=True)
                 self._manager.wait_until_finished()
+            if jax.process_index() == 0:  # the run directory's one writer
+                _write_file_sums(self.path / str(iteration))
         except Exception as e:  # tensorstore and orbax raise many types
             _quiet_collect()
             for tmp in self.path.glob(f"{iteration}.orbax-checkpoint-tmp*"):
@@ -138,6 +178,10 @@ class Checkpoints:
                     "iteration": np.asarray(0, np.int64)}
         older = [s for s in self._manager.all_steps() if s < step]
         hint = f"; delete it to use the one at meta-iteration {max(older)}" if older else ""
+        damaged = _damaged_file(folder)
+        if damaged is not None:
+            raise CheckpointError(f"checkpoint {folder} is damaged: {damaged} does not match "
+                                  f"the checksum written with it{hint}")
         error = None
         try:
             with _quiet_orbax():
