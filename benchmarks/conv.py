@@ -26,7 +26,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import optax
 
 import fometa

@@ -28,7 +28,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from fometa.errors import UserError
+from fometa.errors import reporting
 from fometa.run import PRESETS, resolve, train
 from fometa.run.cli import build_parser, given_settings
 from fometa.run.presets import paper_numbers, paper_result
@@ -90,11 +90,7 @@ def row_file(label: str, preset: str, trained_as: str, flags_given: dict, comman
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return _main(sys.argv[1:] if argv is None else argv)
-    except UserError as e:  # one line, as fometa's command
-        print(f"reproduce: error: {e}", file=sys.stderr)
-        return 2
+    return reporting("reproduce", _main, argv)
 
 
 def _main(argv: list[str]) -> int:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fometa.errors import UserError
+from fometa.errors import reporting
 from fometa.run import RunDir, resolve, train
 from fometa.run.plots import new_figure
 
@@ -155,11 +155,7 @@ FIGURES = {"gradients": gradients_figure, "overlap": overlap_figure}
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return _main(sys.argv[1:] if argv is None else argv)
-    except UserError as e:  # one line, as fometa's command
-        print(f"sec6: error: {e}", file=sys.stderr)
-        return 2
+    return reporting("sec6", _main, argv)
 
 
 def _main(argv: list[str]) -> int:

@@ -57,9 +57,15 @@ VARIANTS = {
     "anil": ("anil", "MAML adapting the output layer only", {"inner_trainable": "head"}),
     "imaml": ("imaml", "implicit gradient, lam 2, 5 CG steps",
               {"options": {"lam": 2.0, "cg_steps": 5}}),
-    "maml++": ("maml", "MAML with per-layer per-step rates and the multi-step loss",
-               {"learn_inner_lr": "per-layer-step", "inner_steps": INNER_STEPS,
-                "multi_step_iters": 1000}),
+    "maml++": ("maml", "MAML with per-layer per-step rates, per-step batch norm and the "
+               "multi-step loss", {"learn_inner_lr": "per-layer-step", "inner_steps": INNER_STEPS,
+                                   "multi_step_iters": 1000, "per_step": "norms"}),
+    # MAML++'s options one at a time (benchmarks/algorithms.py).
+    "maml+msl": ("maml", "MAML with the multi-step loss", {"multi_step_iters": 1000}),
+    "maml+bnwb": ("maml", "MAML with per-step batch-norm weights and biases",
+                  {"inner_steps": INNER_STEPS, "per_step": "norms"}),
+    "maml+lslr": ("maml", "MAML with per-layer per-step rates",
+                  {"learn_inner_lr": "per-layer-step", "inner_steps": INNER_STEPS}),
 }
 TORCH_VARIANTS = ("maml", "fomaml", "reptile")
 OUTER_LR, REPTILE_EPS = 1e-3, 0.1
@@ -132,6 +138,8 @@ def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str,
     name, _, options = VARIANTS[algorithm]
     if "inner_steps" in options:  # per-step rates: one for each of the workload's steps
         options = dict(options, inner_steps=data["sx"].shape[1])
+    if options.get("per_step") == "norms":
+        options = dict(options, per_step=fometa.partition.by_path(lambda path: "['norm" in path))
     if options.get("inner_trainable") == "head":
         options = dict(options, inner_trainable=fometa.partition.by_path(
             lambda path: "['logits']" in path))

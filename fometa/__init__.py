@@ -10,7 +10,7 @@ from fometa.inner import adapt, as_optimizer, inner_loop
 from fometa.learner import MetaLearner, MetaState, evaluate, meta_learner, reptile_outer
 from fometa.convnets import MiniImageNetCNN, OmniglotCNN
 from fometa.models import MLP
-from fometa import learned_lr, partition
+from fometa import learned_lr, partition, per_step
 from fometa.tasks import SineTasks, Task, epoch_batches
 from fometa.tasks.classification import FewShotTasks, accuracies, cross_entropy
 from fometa.tasks.sine import mse
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ALGORITHMS", "FewShotTasks", "MLP", "MetaLearner", "MetaState", "MiniImageNetCNN",
     "OmniglotCNN", "Rule", "accuracies", "cross_entropy", "learned_lr", "mse", "partition",
+    "per_step",
     "SineTasks", "Task", "adapt",
     "as_optimizer", "epoch_batches", "evaluate", "fomaml_grad", "inner_loop", "maml_grad",
     "meta_gradient", "meta_learner", "register_algorithm", "reptile_grad", "reptile_outer",

@@ -110,14 +110,14 @@ def _foml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
     return grad, state, jax.numpy.concatenate([head_losses, tail_loss]), qloss
 
 
-def _sq_dist(a: Params, b: Params) -> jax.Array:
-    return sum(jnp.sum(jnp.square(x - y)) for x, y in
-               zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
-
-
 def _dot(a: Params, b: Params) -> jax.Array:
     return sum(jnp.vdot(x, y) for x, y in
                zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def _sq_dist(a: Params, b: Params) -> jax.Array:
+    diff = jax.tree_util.tree_map(jnp.subtract, a, b)
+    return _dot(diff, diff)
 
 
 def _imaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,

@@ -6,6 +6,9 @@ stderr and exits with status 2 (`fometa.run.cli`). Line breaks in a message are 
 
 from __future__ import annotations
 
+import sys
+from typing import Callable, Sequence
+
 
 def one_line(text: object) -> str:
     """`text` as a single line: runs of whitespace, line breaks included, become one space."""
@@ -45,3 +48,15 @@ class MissingPackageError(UserError):
 
 class DataWarning(UserWarning):
     """Something in the data was usable but not as expected (e.g. uneven class sizes)."""
+
+
+def reporting(prog: str, run: Callable[[list[str]], int],
+              argv: Sequence[str] | None = None) -> int:
+    """`run(argv)` (default: the command line's arguments), with a `UserError` printed as
+    one `prog: error: ...` line on stderr and returned as status 2 (scripts that drive
+    fometa, such as benchmarks/reproduce.py, report the way the `fometa` command does)."""
+    try:
+        return run(list(sys.argv[1:] if argv is None else argv))
+    except UserError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from fometa import learned_lr
+from fometa import per_step as stepwise
 from fometa.algorithms import ALGORITHMS, Algorithm, get_rule, meta_gradient, rule_options
 from fometa.inner import (InnerOpt, LossFn, Params, as_optimizer, inner_loop, inner_path,
                           leading_size, num_steps)
@@ -90,7 +91,8 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                  options: Mapping[str, Any] | None = None,
                  learn_inner_lr: str | None = None, inner_steps: int | None = None,
                  first_order_iters: int = 0,
-                 multi_step_iters: int | None = None) -> MetaLearner:
+                 multi_step_iters: int | None = None,
+                 per_step: Mask | None = None) -> MetaLearner:
     """Builds a meta-learner.
 
     Args:
@@ -132,6 +134,11 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
       multi_step_iters: MAML++'s multi-step loss: the query loss after every inner step,
         with weights annealed over `multi_step_iters` meta-iterations from uniform towards
         the last step's (`multi_step_weights`); afterwards the last step's loss alone.
+      per_step: the leaves that take one value per inner step (a mask of the model's
+        params; MAML++'s per-step batch-norm weights and biases: `fometa.partition.by_path(
+        lambda path: "norm" in path)` for fometa's convnets), `inner_steps` values each,
+        meta-learned, not adapted by the inner loop (`fometa.per_step`). Second-order
+        rules only, without `first_order_iters` or `carry_inner_state`.
     """
     rule = get_rule(algorithm)
     options = rule_options(rule, options)
@@ -145,7 +152,13 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                          f"algorithms (maml, meta-sgd, anil), not {algorithm!r}")
     if multi_step_iters is not None:
         rule_options(rule, {"step_weights": None})  # refused unless the rule takes them
-    model_loss = loss_fn
+    if per_step is not None:
+        if not rule.second_order or first_order_iters or carry_inner_state:
+            raise ValueError("per_step values are meta-learned through the inner loop: they "
+                             "need a second-order algorithm (maml, meta-sgd, anil) without "
+                             "first_order_iters or carry_inner_state")
+        if not inner_steps:
+            raise ValueError("per_step needs inner_steps (how many values each leaf has)")
     if learn_inner_lr is not None:
         learned_lr.check_kind(learn_inner_lr)
         if isinstance(inner_opt, optax.GradientTransformation):
@@ -169,6 +182,12 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
     inner_trainable = trainable if inner_trainable is None else inner_trainable
     if inner_trainable is not None:
         opt = only(opt, inner_trainable)
+    if per_step is not None:
+        select = learned_lr.both(per_step, rates=False) if learn_inner_lr else per_step
+        opt = stepwise.advance(opt, select)
+        loss_fn = stepwise.on_params(loss_fn)
+        if trainable is not None:
+            trainable = stepwise.extend(trainable, select)
     if trainable is not None:
         outer_opt = only(outer_opt, trainable)
     first_order = ALGORITHMS["fomaml"]
@@ -179,6 +198,8 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
     def init(params: Params) -> MetaState:
         if learn_inner_lr is not None:
             params = learned_lr.with_rates(params, initial_lr, learn_inner_lr, inner_steps or 1)
+        if per_step is not None:
+            params = stepwise.per_step(params, select, inner_steps)
         return MetaState(params, outer_opt.init(params), opt.init(params),
                          jnp.zeros((), jnp.int32))
 
@@ -225,7 +246,7 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                  if jnp.issubdtype(x.dtype, jnp.inexact)])).astype(jnp.float32)
         return MetaState(params, outer_state, inner_state, state.step + 1), metrics
 
-    model = (lambda p: p.params) if learn_inner_lr is not None else (lambda p: p)
+    model = model_params
 
     def adapt(state: MetaState, support, steps: tuple[int, ...] | None = None,
               each: Callable[[Params], Any] | None = None) -> Any:
@@ -258,6 +279,12 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         return jax.tree_util.tree_map(stack, *path)
 
     return MetaLearner(init, step, adapt)
+
+
+def model_params(params: Params) -> Params:
+    """The model's parameters in a meta-learner's params: without learned inner rates
+    (`fometa.learned_lr`) or later steps' values (`fometa.per_step`)."""
+    return learned_lr.model_params(stepwise.model_params(params))
 
 
 def multi_step_weights(steps: int, iteration: jax.Array, anneal_iters: int) -> jax.Array:

@@ -6,7 +6,6 @@ decode the real Omniglot at most once per test session (session-scoped cache).
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import random
@@ -27,7 +26,7 @@ from fometa.data import mini_imagenet as mini_mod
 from fometa.data import omniglot as omni_mod
 from fometa.data.mini_imagenet import load_mini_imagenet_with_classes
 from fometa.data.omniglot import load_omniglot_characters, split_indices
-from synthetic import MINI, _colour, _png, _solid, write_mini, write_omniglot
+from synthetic import _colour, _png, _solid, write_mini, write_omniglot
 
 # One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
 pytestmark = pytest.mark.xdist_group("data")

@@ -75,7 +75,7 @@ LEARNS = {
     "meta-sgd": ["--loss-reduction", "mean", "--inner-lr", "0.4", "--inner-iters", "2"],
     "anil": ["--ways", "5", "--inner-iters", "2", "--eval-inner-iters", "5"],
     "imaml": ["--inner-iters", "4", "--eval-inner-iters", "4", "--cg-steps", "2"],
-    "maml++": ["--learn-inner-lr", "per-layer-step", "--multi-step-iters", "40",
+    "maml++": ["--learn-inner-lr", "per-layer-step", "--multi-step-iters", "40", "--per-step-bn",
                "--loss-reduction", "mean", "--inner-lr", "0.4", "--inner-iters", "2"],
 }
 

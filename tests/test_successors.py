@@ -170,6 +170,84 @@ def test_derivative_order_annealing_switches_from_first_to_second_order():
                            fometa.maml_grad(quadratic, p, support, query, 0.2))
 
 
+# --- MAML++'s per-step batch-norm weights and biases ------------------------------------------
+
+def scaled_quadratic(p, batch):
+    """A "norm" scale s multiplies the parameters: 1/2 sum a (s w - c)^2."""
+    a, c = batch
+    return 0.5 * jnp.sum(a * (p["norm"] * p["w"] - c) ** 2)
+
+
+def by_hand(w, rows, rates, task_support, query, eval_steps=None):
+    """The inner loop written out: step k uses scale rows[min(k, K-1)] and rate rates[k]; the
+    query loss uses the last step's scale (MAML++: num_step of the last step)."""
+    steps = eval_steps or len(task_support[0])
+    for k in range(steps):
+        s = rows[min(k, len(rows) - 1)]
+        batch = (task_support[0][min(k, len(task_support[0]) - 1)],
+                 task_support[1][min(k, len(task_support[1]) - 1)])
+        g = jax.grad(lambda w: scaled_quadratic({"w": w, "norm": s}, batch))(w)
+        w = w - rates[min(k, len(rates) - 1)] * g
+    return w, rows[min(steps, len(rows)) - 1]
+
+
+@pytest.mark.parametrize("learned", [None, "per-layer-step"])
+def test_per_step_values_match_the_inner_loop_written_out(learned):
+    steps, lr = 3, 0.2
+    support = (jnp.stack([A, B, A]), jnp.stack([C, D, D]))
+    query = (B, D)
+    task = jax.tree_util.tree_map(lambda x: x[None], fometa.Task(support, query))
+    params = {"norm": jnp.array([1.0, 0.8, 1.2]), "w": jnp.array([0.0, 0.5, 1.0])}
+    is_norm = fometa.partition.by_path(lambda path: "norm" in path)
+    learner = fometa.meta_learner("maml", scaled_quadratic, lr, optax.sgd(1.0),
+                                  per_step=is_norm, inner_steps=steps, learn_inner_lr=learned)
+    state = learner.init(params)
+    grad = jax.tree_util.tree_map(lambda a, b: a - b, state.params,
+                                  jax.jit(learner.step)(state, task)[0].params)
+
+    def reference(w, rows, rates):
+        adapted, s = by_hand(w, rows, rates, support, query)
+        return scaled_quadratic({"w": adapted, "norm": s}, query)
+
+    rows = jnp.stack([params["norm"]] * steps)
+    rates = jnp.full(steps, lr)
+    gw, grows, grates = jax.grad(reference, argnums=(0, 1, 2))(params["w"], rows, rates)
+    meta = state.params.params  # PerStep.params: the step-0 values (and the rates, if learned)
+    got = meta.params if learned else meta
+    np.testing.assert_allclose(grad.params.params["w"] if learned else grad.params["w"], gw,
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose((grad.params.params if learned else grad.params)["norm"],
+                               grows[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grad.later[0], grows[1:], rtol=1e-5, atol=1e-7)
+    assert float(jnp.abs(grows[1:]).min()) > 0  # every step's value has its own gradient
+    if learned:
+        np.testing.assert_allclose(grad.params.rates["w"], grates, rtol=1e-5, atol=1e-7)
+    assert got["norm"].shape == (3,)
+    # Adapting for more steps than values keeps the last value: with distinct rows, the
+    # adapted weights are those of the loop written out with row K-1 from step K on.
+    rows = jnp.stack([jnp.array([1.0, 0.8, 1.2]), jnp.array([0.9, 1.1, 1.0]),
+                      jnp.array([1.3, 0.7, 0.6])])
+    state = state._replace(params=fometa.per_step.PerStep(
+        meta._replace(params={**got, "norm": rows[0]}) if learned else {**got, "norm": rows[0]},
+        (rows[1:],)))
+    longer = (jnp.stack([A] * 5), jnp.stack([C] * 5))
+    adapted = learner.adapt(state, longer)
+    expected, _ = by_hand(params["w"], rows, rates, longer, query)
+    np.testing.assert_allclose(adapted["w"], expected, rtol=1e-5)
+    np.testing.assert_allclose(adapted["norm"], rows[-1])
+
+
+def test_per_step_values_are_refused_where_they_cannot_be_learned():
+    is_norm = fometa.partition.by_path(lambda path: "norm" in path)
+    for algorithm, extra in (("reptile", {}), ("fomaml", {}), ("maml", {"first_order_iters": 5}),
+                             ("maml", {"carry_inner_state": True})):
+        with pytest.raises(ValueError, match="second-order"):
+            fometa.meta_learner(algorithm, scaled_quadratic, 0.1, per_step=is_norm,
+                                inner_steps=2, **extra)
+    with pytest.raises(ValueError, match="inner_steps"):
+        fometa.meta_learner("maml", scaled_quadratic, 0.1, per_step=is_norm)
+
+
 def test_second_order_options_are_refused_for_first_order_rules():
     with pytest.raises(ValueError, match="second-order"):
         fometa.meta_learner("reptile", quadratic, 0.1, multi_step_iters=10)
@@ -243,6 +321,7 @@ def test_presets_show_their_papers_number(name, number, capsys):
 
 def test_mamlpp_and_imaml_presets_follow_their_code():
     pp = resolve(preset="mamlpp-omniglot-20w1s")
+    assert pp.per_step_bn
     assert (pp.learn_inner_lr, pp.inner_lr, pp.inner_iters, pp.meta_batch, pp.meta_iters,
             pp.multi_step_iters, pp.outer_lr_final, pp.loss_reduction, pp.queries) == (
         "per-layer-step", 0.1, 5, 8, 50000, 5000, 1e-5, "mean", 1)
@@ -259,6 +338,10 @@ def test_mamlpp_and_imaml_presets_follow_their_code():
     (["--algorithm", "meta-sgd", "--inner-optimizer", "adam"], "must be sgd"),
     (["--outer-lr-final", "1e-5"], "anneals --meta-step"),
     (["--algorithm", "imaml", "--imaml-lambda", "0"], "--imaml-lambda 0.0 is not allowed"),
+    (["--per-step-bn"], "second-order algorithms"),
+    (["--per-step-bn", "--algorithm", "maml"], "the sine model has no batch norm"),
+    (["--per-step-bn", "--algorithm", "maml", "--first-order-iters", "5"],
+     "not with --first-order-iters"),
 ])
 def test_successor_settings_misused_are_one_line_errors(cli_error, argv, words):
     assert words in cli_error(["train", *argv])

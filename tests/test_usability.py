@@ -5,7 +5,6 @@ machinery, clear errors for API misuse, and more datasets."""
 import json
 import pickle
 import re
-import sys
 from pathlib import Path
 
 import jax

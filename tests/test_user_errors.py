@@ -1,7 +1,6 @@
 """Every failure a user can cause is one line on stderr and exit status 2 (or a clear
 ValueError from the library), and nothing non-finite is ever written."""
 
-import json
 import math
 import os
 import subprocess

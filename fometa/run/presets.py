@@ -169,7 +169,8 @@ for ways, shots, dataset, accuracy in ((20, 1, "omniglot", "96.2"), (20, 5, "omn
         "Raghu et al. 2020 (ANIL), Table 2; MAML's settings, the inner loop adapts the "
         "output layer", {"eval_transductive": accuracy}, _SUCCESSOR_DIFFERENCES)
 # MAML++ (AntreasAntoniou/HowToTrainYourMAMLPytorch, experiment_config/*maml++*.json):
-# 5 inner steps in training and evaluation, per-layer per-step inner rates, the multi-step
+# 5 inner steps in training and evaluation, per-layer per-step inner rates, per-step batch
+# norm weights and biases (per_step_bn_statistics, learnable_bn_gamma/beta), the multi-step
 # loss over the first 10 (Omniglot) or 15 (Mini-ImageNet) epochs of 500 iterations, second
 # order throughout (first_order_to_second_order_epoch -1), 100 epochs, cosine annealing of
 # Adam's 0.001 to min_learning_rate (0.00001; 0.001 on Mini-ImageNet: constant), the mean
@@ -180,15 +181,19 @@ for ways, shots, dataset, accuracy in ((20, 1, "omniglot", "97.65"), (20, 5, "om
     omniglot = dataset == "omniglot"
     PRESETS[f"mamlpp-{dataset}-{ways}w{shots}s"] = Preset(
         dict(PRESETS[f"maml-{dataset}-{ways}w{shots}s"].settings, algorithm="maml",
-             learn_inner_lr="per-layer-step", inner_lr=0.1 if omniglot else 0.01,
+             learn_inner_lr="per-layer-step", per_step_bn=True,
+             inner_lr=0.1 if omniglot else 0.01,
              inner_iters=5, eval_inner_iters=5, loss_reduction="mean",
              queries=1 if omniglot else 15, meta_batch=8 if omniglot else 2,
              meta_iters=50000, multi_step_iters=5000 if omniglot else 7500,
              outer_lr_final=1e-5 if omniglot else 1e-3, outer_clip=None),
         "Antoniou et al. 2019 (MAML++), Tables 1 and 2; HowToTrainYourMAMLPytorch configs",
         {"eval_transductive": accuracy},
-        "no per-step batch-norm parameters or statistics (batch norm uses each batch's "
-        "statistics, as the Reptile paper's networks); 32 filters on Mini-ImageNet (MAML++: "
+        "per-step batch-norm weights and biases but no per-step running statistics (batch "
+        "norm uses each batch's statistics, as the Reptile paper's networks and as MAML++'s "
+        "code in effect does: it keeps per-step statistics and never normalises with them); "
+        "the query loss of the multi-step loss after step k uses step k's batch-norm values "
+        "in MAML++, the next step's in fometa (the last step's after the last); 32 filters on Mini-ImageNet (MAML++: "
         "48); the multi-step weights anneal every meta-iteration (MAML++: every epoch of "
         "500); the paper reports an ensemble of its 5 best validation models, fometa the "
         "final model; " + _SUCCESSOR_DIFFERENCES)

@@ -48,6 +48,8 @@ class Problem(NamedTuple):
         `MetaLearner.adapt` does; None: no such figure.
     head: a mask (`fometa.partition`) of the model's output layer: what an algorithm that
         adapts a subset (ANIL) adapts; None: the problem has none to offer.
+    norms: a mask of the model's batch-norm parameters (what `--per-step-bn` gives one
+        value per inner step); None: the model has none.
     """
 
     train_task: Callable[[jax.Array], Task]
@@ -59,6 +61,7 @@ class Problem(NamedTuple):
     results: Mapping[str, str]
     illustrate: Callable[[Callable[[Any], Params], Params, jax.Array], Illustration] | None = None
     head: Mask | None = None  # the model's output layer (what ANIL's inner loop adapts)
+    norms: Mask | None = None  # the batch-norm parameters (MAML++'s per-step ones)
 
 
 COMPUTE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")  # what `in_dtype` computes in
@@ -232,7 +235,8 @@ def classification_problem(cfg, splits: Splits | None = None) -> Problem:
                    lambda p, b: cross_entropy(apply, p, b, reduce),
                    lambda p, q: accuracies(apply, p, q), "accuracy",
                    {"accuracy": "eval", "accuracy_transductive": "eval_transductive"},
-                   head=by_path(lambda path: "['logits']" in path))
+                   head=by_path(lambda path: "['logits']" in path),
+                   norms=by_path(lambda path: "['norm" in path))
 
 
 def check_classification(cfg) -> None:
@@ -363,6 +367,8 @@ def make_learner(cfg, problem: Problem) -> MetaLearner:
     if rule.adapts_subset and problem.head is None:
         raise ConfigError(f"{cfg.algorithm!r} adapts the model's head in its inner loop, and "
                           f"this problem names none (Problem.head)")
+    if cfg.per_step_bn and problem.norms is None:
+        raise ConfigError(f"--per-step-bn: the {cfg.dataset} model has no batch norm")
     options = {option: getattr(cfg, name) for option, name in ALGORITHM_OPTIONS.items()
                if option in rule.options and getattr(cfg, name) is not None}
     return meta_learner(cfg.algorithm, problem.loss_fn, inner, outer,
@@ -372,4 +378,5 @@ def make_learner(cfg, problem: Problem) -> MetaLearner:
                         inner_trainable=problem.head if rule.adapts_subset else None,
                         options=options, learn_inner_lr=cfg.learn_inner_lr,
                         inner_steps=cfg.inner_iters, first_order_iters=cfg.first_order_iters,
-                        multi_step_iters=cfg.multi_step_iters)
+                        multi_step_iters=cfg.multi_step_iters,
+                        per_step=problem.norms if cfg.per_step_bn else None)

@@ -279,6 +279,9 @@ class Config:
     multi_step_iters: int | None = setting(
         None, Whole(), "MAML++'s multi-step loss: the query loss after every inner step, "
         "weights annealed towards the last step's over this many meta-iterations")
+    per_step_bn: bool = setting(
+        False, Switch(), "MAML++'s per-step batch-norm weights and biases: one value per inner "
+        "step, meta-learned, not adapted in the inner loop")
     imaml_lambda: float | None = setting(
         None, Real(), "iMAML's proximal regularisation lambda (default 1.0)")
     cg_steps: int | None = setting(
@@ -379,11 +382,14 @@ def check_algorithm(cfg: Config) -> None:
         if getattr(cfg, name) is not None and option not in rule.options:
             raise ConfigError(f"{flag(name)} applies to algorithms with the option {option!r} "
                               f"(imaml), not {cfg.algorithm!r}")
-    second_order = ("learn_inner_lr", "multi_step_iters", "first_order_iters")
+    second_order = ("learn_inner_lr", "multi_step_iters", "first_order_iters", "per_step_bn")
     for name in second_order:
         if getattr(cfg, name) and not rule.second_order:
             raise ConfigError(f"{flag(name)} applies to second-order algorithms (maml, "
                               f"meta-sgd, anil), not {cfg.algorithm!r}")
+    if cfg.per_step_bn and (cfg.first_order_iters or cfg.carry_inner_state):
+        raise ConfigError(f"--per-step-bn values are learned through the inner loop: not with "
+                          f"{'--first-order-iters' if cfg.first_order_iters else '--carry-inner-state'}")
     if (cfg.learn_inner_lr or rule.learn_inner_lr) and cfg.inner_optimizer != "sgd":
         raise ConfigError(f"learned inner learning rates scale plain gradient steps: "
                           f"--inner-optimizer {cfg.inner_optimizer} must be sgd")

@@ -22,8 +22,7 @@ import optax
 import fometa
 from fometa.algorithms import get_rule
 from fometa.errors import ConfigError, DivergenceError
-from fometa.learned_lr import model_params
-from fometa.learner import MetaLearner, MetaState
+from fometa.learner import MetaLearner, MetaState, model_params
 from fometa.run.checkpoint import Checkpoints
 from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
 from fometa.run.interrupt import StopRequest, TrainingInterrupted
