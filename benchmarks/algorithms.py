@@ -1,6 +1,7 @@
 """Every algorithm on Omniglot 5-way 1-shot at one short budget, with its ms per meta-step.
 
     python benchmarks/algorithms.py run [--meta-iters 300] [--eval-tasks 500] [--only NAME...]
+    python benchmarks/algorithms.py speed [--speed-iters 10]
     python benchmarks/algorithms.py table [--check]
 
 `run` trains each algorithm with `fometa train` on the real Omniglot zips ($FOMETA_DATA_DIR)
@@ -8,7 +9,8 @@ from the same task shape and budget (5-way 1-shot, meta-batch 4, `--meta-iters`,
 on `--eval-tasks` tasks), each on its own settings otherwise (below), times its meta-step
 with `benchmarks/speed.py` (the same synthetic workload for all: 5 tasks, 5 inner steps of
 10 images), and writes `results/algorithms/NAME.json`. `table` writes
-`results/algorithms/README.md` from those files and puts the same table into README.md
+`results/algorithms/README.md` from those files (`speed` times every row's meta-step
+again, one after another, so that the column compares like with like) and puts the same table into README.md
 between its `<!-- algorithms -->` markers (`--check`: exit 1 if either differs). A short
 budget ranks how fast each learns, not where it ends.
 """
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +31,8 @@ RESULTS = ROOT / "results" / "algorithms"
 README, BEGIN, END = ROOT / "README.md", "<!-- algorithms -->\n", "<!-- /algorithms -->\n"
 COMMON = ["--dataset", "omniglot", "--ways", "5", "--shots", "1", "--meta-batch", "4",
           "--no-progress", "--no-plots"]
+MAML2 = ["--algorithm", "maml", "--loss-reduction", "mean", "--inner-lr", "0.4",
+         "--inner-iters", "2", "--eval-inner-iters", "2"]
 # name -> (fometa train flags beyond COMMON, speed.py --algorithm, what it is)
 ALGORITHMS = {
     "reptile": (["--algorithm", "reptile"], "reptile",
@@ -38,13 +43,30 @@ ALGORITHMS = {
                  "MAML's settings, 1 step, per-parameter learned rates"),
     "anil": (["--algorithm", "anil", "--inner-iters", "1", "--inner-lr", "0.4"], "anil",
              "MAML's settings (1 step of 0.4), adapting the output layer only"),
-    "maml++": (["--algorithm", "maml", "--learn-inner-lr", "per-layer-step",
-                "--multi-step-iters", "100", "--loss-reduction", "mean", "--inner-lr", "0.4",
-                "--inner-iters", "2", "--eval-inner-iters", "2"], "maml++",
-               "MAML, 2 steps from 0.4 (mean loss), per-layer per-step rates, multi-step loss"),
+    "maml++": ([*MAML2, "--learn-inner-lr", "per-layer-step", "--per-step-bn",
+                "--multi-step-iters", "100", "--outer-lr-final", "1e-5"], "maml++",
+               "MAML, 2 steps from 0.4 (mean loss), with MAML++'s per-layer per-step rates, "
+               "per-step batch norm, multi-step loss and cosine outer step size"),
     "imaml": (["--algorithm", "imaml", "--inner-iters", "8", "--eval-inner-iters", "8"],
               "imaml", "the iMAML preset's settings with 8 inner steps, lam 2, 5 CG steps"),
 }
+# MAML++'s options one at a time, each added to the same 2-step MAML (Antoniou et al. 2019,
+# Sec. 4); derivative-order annealing and the cosine schedule leave a meta-step's time as
+# MAML's, so their rows take MAML's speed variant.
+ALGORITHMS.update({
+    "maml-2step": (MAML2, "maml", "MAML, 2 steps from 0.4 (mean loss): the base of the "
+                   "MAML++ options below"),
+    "+msl": ([*MAML2, "--multi-step-iters", "100"], "maml+msl",
+             "maml-2step with the multi-step loss (annealed over 100 meta-iterations)"),
+    "+doa": ([*MAML2, "--first-order-iters", "100"], "maml",
+             "maml-2step, first order for the first 100 meta-iterations"),
+    "+bnwb": ([*MAML2, "--per-step-bn"], "maml+bnwb",
+              "maml-2step with per-step batch-norm weights and biases"),
+    "+lslr": ([*MAML2, "--learn-inner-lr", "per-layer-step"], "maml+lslr",
+              "maml-2step with per-layer per-step learned inner rates"),
+    "+cosine": ([*MAML2, "--outer-lr-final", "1e-5"], "maml",
+                "maml-2step with Adam's step size annealed by a cosine to 1e-5"),
+})
 HEADER = ("| algorithm | accuracy | transductive | ms per meta-step | compile | what runs |\n"
           "|---|---|---|---|---|---|\n")
 
@@ -54,27 +76,50 @@ def run(args) -> None:
     for name in args.only or ALGORITHMS:
         flags, speed_name, what = ALGORITHMS[name]
         run_dir = ROOT / "runs" / "algorithms" / name
+        shutil.rmtree(run_dir, ignore_errors=True)  # a row is trained afresh, never resumed
         command = ["fometa", "train", *COMMON, *flags, "--meta-iters", str(args.meta_iters),
                    "--eval-tasks", str(args.eval_tasks), "--run-dir", str(run_dir)]
-        subprocess.run([sys.executable, "-m", "fometa", *command[1:]], check=True)
+        if subprocess.run([sys.executable, "-m", "fometa", *command[1:]]).returncode:
+            raise SystemExit(f"algorithms: error: training {name} failed (above)")
         results = json.loads((run_dir / "results.json").read_text())
-        speed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"),
-                                "--algorithm", speed_name, "--iters", str(args.speed_iters),
-                                "--json"], check=True, capture_output=True, text=True)
-        timing = json.loads(speed.stdout.strip().splitlines()[-1])
+        timing = time_step(speed_name, args.speed_iters)
         row = {"algorithm": name, "what": what,
                "command": " ".join(command).replace(str(ROOT) + "/", ""),
                "eval": results["eval"], "eval_transductive": results["eval_transductive"],
-               "train_seconds": results.get("train_seconds"),
-               "ms_per_meta_step": timing["ms_per_meta_step"],
-               "compile_seconds": timing["compile_s"],
-               "speed_command": f"python benchmarks/speed.py --algorithm {speed_name} "
-                                f"--iters {args.speed_iters}",
-               "machine": f"{os.cpu_count()}-core {platform.machine()} CPU"
-                          if timing["device"].startswith("cpu") else timing["device"]}
+               "train_seconds": results.get("train_seconds"), "meta_iters": args.meta_iters,
+               **speed_fields(timing, speed_name, args.speed_iters)}
         (RESULTS / f"{name}.json").write_text(json.dumps(row, indent=1) + "\n")
         print(f"{name}: {100 * row['eval']['mean']:.1f}% "
               f"({row['ms_per_meta_step']:.1f} ms per meta-step)", flush=True)
+
+
+def time_step(speed_name: str, iters: int) -> dict:
+    """`benchmarks/speed.py --algorithm speed_name`'s JSON."""
+    speed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"),
+                            "--algorithm", speed_name, "--iters", str(iters), "--json"],
+                           check=True, capture_output=True, text=True)
+    return json.loads(speed.stdout.strip().splitlines()[-1])
+
+
+def speed_fields(timing: dict, speed_name: str, iters: int) -> dict:
+    return {"ms_per_meta_step": timing["ms_per_meta_step"],
+            "compile_seconds": timing["compile_s"],
+            "speed_command": f"python benchmarks/speed.py --algorithm {speed_name} "
+                             f"--iters {iters}",
+            "machine": f"{os.cpu_count()}-core {platform.machine()} CPU"
+                       if timing["device"].startswith("cpu") else timing["device"]}
+
+
+def retime(args) -> None:
+    """Times every row's meta-step again, one after another (the same conditions for all),
+    keeping its accuracy."""
+    for path in sorted(RESULTS.glob("*.json")):
+        row = json.loads(path.read_text())
+        speed_name = ALGORITHMS[row["algorithm"]][1]
+        row.update(speed_fields(time_step(speed_name, args.speed_iters), speed_name,
+                                args.speed_iters))
+        path.write_text(json.dumps(row, indent=1) + "\n")
+        print(f"{row['algorithm']}: {row['ms_per_meta_step']:.1f} ms per meta-step", flush=True)
 
 
 def table() -> str:
@@ -85,11 +130,12 @@ def table() -> str:
              f"{rows[n]['ms_per_meta_step']:.1f} | {rows[n]['compile_seconds']:.1f} s | "
              f"{rows[n]['what']} |\n" for n in order]
     first = rows[order[0]] if order else {}
+    iters = (first.get("meta_iters")
+             or first.get("command", "? ").split("--meta-iters ")[-1].split()[0])
     return ("# Every algorithm at one short budget\n\n"
             "Made by `python benchmarks/algorithms.py table` from the files beside it. "
             "Omniglot 5-way 1-shot, meta-batch 4, "
-            f"{first.get('command', '').split('--meta-iters ')[-1].split()[0] if order else '?'}"
-            " meta-iterations; accuracy on the evaluation tasks after each algorithm's "
+            f"{iters} meta-iterations; accuracy on the evaluation tasks after each algorithm's "
             "evaluation steps, with its 95% interval; ms per meta-step from "
             "`benchmarks/speed.py --algorithm NAME` (5 tasks, 5 inner steps of 10 images, "
             f"the same for all) on {first.get('machine', '?')}.\n\n" + HEADER + "".join(lines)
@@ -105,11 +151,15 @@ def main(argv=None) -> int:
     r.add_argument("--eval-tasks", type=int, default=500)
     r.add_argument("--speed-iters", type=int, default=10)
     r.add_argument("--only", nargs="+", choices=tuple(ALGORITHMS))
+    sp = sub.add_parser("speed")
+    sp.add_argument("--speed-iters", type=int, default=10)
     t = sub.add_parser("table")
     t.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args)
+    if args.command == "speed":
+        retime(args)
     text = table()
     path = RESULTS / "README.md"
     readme = README.read_text()
