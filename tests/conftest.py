@@ -21,9 +21,11 @@ from fometa.run.cli import main  # noqa: E402
 
 
 @pytest.fixture
-def cli_error(capsys):
+def cli_error(capsys, tmp_path, monkeypatch):
     """Runs `fometa ARGV...` expecting a user error: exit 2 and one line on stderr,
-    starting "fometa: error: ". Returns that line."""
+    starting "fometa: error: ". Returns that line. Runs in a temporary folder, so that a
+    default run directory (runs/...) never lands in the repository."""
+    monkeypatch.chdir(tmp_path)
 
     def run(argv):
         try:

@@ -268,6 +268,18 @@ def test_checksum_mismatch_is_never_evaluated(tmp_path, monkeypatch):
     assert refused > 0
 
 
+def test_a_run_refused_at_its_start_leaves_no_folder(cli_error, tmp_path):
+    # Refused after the run directory was made and locked (the learner's settings check).
+    run_dir = tmp_path / "new" / "run"
+    err = cli_error(["train", "--algorithm", "maml", "--per-step-bn", "--run-dir", str(run_dir)])
+    assert "no batch norm" in err
+    assert not run_dir.exists()
+    (tmp_path / "kept").mkdir()  # a folder the user made stays, whatever happens in it
+    cli_error(["train", "--algorithm", "maml", "--per-step-bn", "--run-dir",
+               str(tmp_path / "kept")])
+    assert (tmp_path / "kept").is_dir()
+
+
 def test_a_step_too_large_for_memory_is_refused_before_running(cli_error, tmp_path):
     err = cli_error(["train", "--meta-batch", "50000000", "--run-dir", str(tmp_path / "r")])
     assert "GiB of memory" in err and "--meta-batch 50000000" in err

@@ -154,6 +154,7 @@ class RunDir:
             return
         if not create:
             _existing(self.file(CONFIG))
+        created = not self.path.exists()
         self._check_writable()
         with open(self.file(LOCK), "a+") as lock:
             try:
@@ -172,6 +173,10 @@ class RunDir:
             finally:
                 lock.seek(0)
                 lock.truncate()
+                if created and os.listdir(self.path) == [LOCK]:
+                    # A run refused before it wrote anything leaves no empty folder behind.
+                    os.unlink(self.file(LOCK))
+                    self.path.rmdir()
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _check_writable(self) -> None:
