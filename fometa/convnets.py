@@ -98,16 +98,29 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, conv: ConvImpl = "a
 def max_pool(x: jax.Array, window: int = 2, stride: int = 2) -> jax.Array:
     """SAME max-pooling, [N, H, W, C] -> [N, ceil(H/stride), ceil(W/stride), C].
 
-    `lax.reduce_window`: its gradient picks one maximum per window inside a single op (as
-    TF's MaxPoolGrad does). Not jnp.max over reshaped windows: that gradient locates the
-    maximum by bitwise equality with the forward result, and in the jitted Mini-ImageNet
-    network gradient (XLA:CPU, jax 0.10.2) it came out wrong, with eager mode right.
+    The gradient goes to one maximum per window, the first in row-major order (as TF's
+    MaxPoolGrad). 2x2 windows of stride 2 (the paper's): a tournament of `where`s between
+    the four strided views, whose gradient is elementwise. `lax.reduce_window` (other
+    shapes) differentiates into select-and-scatter, which XLA:CPU runs as an iota and a
+    scatter: 17% of a Mini-ImageNet FOMAML step (benchmarks/README.md). Not jnp.max over
+    reshaped windows: that gradient locates the maximum by bitwise equality with the
+    forward result, and in the jitted Mini-ImageNet network gradient (XLA:CPU, jax 0.10.2)
+    it came out wrong; the tournament's masks come from the comparisons themselves, so
+    exactly one element of every window receives its gradient.
     """
     _, h, w, _ = x.shape
     _, pad_h = same_padding(h, window, stride)
     _, pad_w = same_padding(w, window, stride)
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
-                                 (1, stride, stride, 1), ((0, 0), pad_h, pad_w, (0, 0)))
+    pads = ((0, 0), pad_h, pad_w, (0, 0))
+    if (window, stride) != (2, 2):
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
+                                     (1, stride, stride, 1), pads)
+    if pad_h != (0, 0) or pad_w != (0, 0):  # odd sizes: -inf padding never wins
+        x = jnp.pad(x, pads, constant_values=-jnp.inf)
+    first = lambda p, q: jnp.where(p >= q, p, q)  # ties: the earlier one
+    top = first(x[:, 0::2, 0::2], x[:, 0::2, 1::2])
+    bottom = first(x[:, 1::2, 0::2], x[:, 1::2, 1::2])
+    return first(top, bottom)
 
 
 class Conv(nn.Module):

@@ -194,6 +194,20 @@ def test_max_pool_same_matches_references(size, window, stride):
     np.testing.assert_allclose(grad, grad_ref.reshape(x.shape), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [6, 5])
+def test_max_pool_second_order_matches_reduce_window(size):
+    # MAML differentiates through the pooling's gradient: the Hessian of a smooth function
+    # of the pooled values equals the one through lax.reduce_window (select-and-scatter).
+    x = jax.random.normal(jax.random.PRNGKey(size), (1, size, size, 2))
+    cot = jax.random.normal(jax.random.PRNGKey(7), (1, 3, 3, 2))
+    window = lambda a: jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 2, 2, 1),
+                                             (1, 2, 2, 1), "SAME")
+    f = lambda pool: lambda a: jnp.sum(cot * jnp.tanh(pool(a)) ** 2)
+    h = jax.jit(jax.hessian(f(convnets.max_pool)))(x)
+    np.testing.assert_allclose(h, jax.hessian(f(window))(x), rtol=1e-5, atol=1e-6)
+    assert np.count_nonzero(np.asarray(h)) > 0
+
+
 def test_max_pool_keeps_dtype():
     x = jax.random.normal(jax.random.PRNGKey(0), (1, 5, 5, 2)).astype(jnp.bfloat16)
     assert convnets.max_pool(x).dtype == jnp.bfloat16

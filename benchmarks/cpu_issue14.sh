@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue 14's CPU numbers in one run (about 20 minutes on 2 cores): run from the repository
+# root in an environment with fometa and torch (the CPU wheel), on an otherwise idle machine
+# (pause background jobs). Logs go to ${OUT:-cpu-out}.
+#   1. MAML on Omniglot vs torch.func, with fometa's command-line default (remat on a CPU
+#      from 2 inner steps) and without remat
+#   2. Mini-ImageNet vs torch.func for all three algorithms
+#   3. Mini-ImageNet meta-steps per HLO op kind (profile_ops.py)
+set -u
+OUT=${OUT:-cpu-out}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+python3 -c "import jax, torch, os; print('jax', jax.__version__, 'torch', torch.__version__, os.cpu_count(), 'cores')"
+uptime
+
+{ python3 benchmarks/speed.py --workload omniglot-5w1s --algorithm maml --iters 20 --json --torch --remat
+  python3 benchmarks/speed.py --workload omniglot-5w1s --algorithm maml --iters 20 --json --torch
+} 2>&1 | tee "$OUT/speed_omniglot_maml.txt"
+{ for a in fomaml reptile; do
+    python3 benchmarks/speed.py --workload miniimagenet-5w1s --algorithm "$a" --iters 5 --json --torch
+  done
+  python3 benchmarks/speed.py --workload miniimagenet-5w1s --algorithm maml --iters 3 --json --torch --remat
+} 2>&1 | tee "$OUT/speed_miniimagenet.txt"
+{ for a in fomaml reptile; do
+    python3 benchmarks/profile_ops.py --workload miniimagenet-5w1s --algorithm "$a" --iters 3 --json
+  done
+  python3 benchmarks/profile_ops.py --workload miniimagenet-5w1s --algorithm maml --remat --iters 2 --json
+} 2>&1 | tee "$OUT/profile_miniimagenet.txt"
+uptime

@@ -1,0 +1,103 @@
+"""Where a meta-step's time goes, per HLO op: the speed.py workload under jax.profiler.
+
+    python benchmarks/profile_ops.py --workload miniimagenet-5w1s --algorithm fomaml \\
+        [--iters 5] [--top 15] [--remat] [--json]
+
+Runs `benchmarks/speed.py`'s jitted meta-step `--iters` times inside `jax.profiler.trace`
+(after two untimed calls), reads the Perfetto trace (XLA:CPU records every thunk under its
+HLO instruction name) and prints, per meta-step, the milliseconds of each kind of op (the
+instruction name before its first '.': dot, fusion, reduce-window (max-pool),
+select-and-scatter (its gradient), copy, ...) and of the `--top` costliest instructions.
+Thunks of the two cores overlap, so the kinds add up to more than the wall time; the
+shares say where the work is. With --json the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import speed  # noqa: E402  (the workload and its step, shared with speed.py)
+
+
+def op_times(trace_dir: Path) -> dict[str, float]:
+    """Microseconds per HLO instruction name, summed over the trace's complete events."""
+    [path] = list(trace_dir.rglob("*.trace.json.gz")) or [None]
+    if path is None:
+        raise SystemExit(f"profile_ops: no Perfetto trace written under {trace_dir}")
+    events = json.loads(gzip.decompress(path.read_bytes()))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    threads = {(e.get("pid"), e.get("tid")): e.get("args", {}).get("name", "")
+               for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    totals: dict[str, float] = collections.Counter()
+    for e in events:
+        if e.get("ph") != "X" or "dur" not in e:
+            continue
+        thread = threads.get((e.get("pid"), e.get("tid")), "")
+        if "python" in thread.lower():  # the host's Python frames, not XLA's thunks
+            continue
+        totals[e["name"]] += float(e["dur"])
+    return dict(totals)
+
+
+def kind(name: str) -> str:
+    return name.split(".")[0].split(":")[0]
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=sorted(speed.WORKLOADS), default="omniglot-5w1s")
+    parser.add_argument("--algorithm", choices=tuple(speed.VARIANTS), default="fomaml")
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--remat", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    import jax
+
+    data = speed.make_data(args.workload)
+    call, compile_s, _ = speed.fometa_step(args.workload, args.algorithm, data, unroll=1,
+                                           conv="auto", remat=args.remat)
+    call(), call()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        with jax.profiler.trace(tmp, create_perfetto_trace=True):
+            for _ in range(args.iters):
+                call()
+        wall_ms = 1e3 * (time.perf_counter() - t0) / args.iters
+        totals = op_times(Path(tmp))
+    # Thunk names are HLO instructions; anything else (the executable's own span,
+    # host-side events) is left out by keeping names that look like instructions.
+    ops = {n: us / 1e3 / args.iters for n, us in totals.items()
+           if "." in n or n in ("dot", "copy", "fusion")}
+    kinds: dict[str, float] = collections.Counter()
+    for name, ms in ops.items():
+        kinds[kind(name)] += ms
+    busy = sum(kinds.values())
+    print(f"{args.workload} {args.algorithm}: {wall_ms:.1f} ms per meta-step under the "
+          f"profiler, {busy:.1f} ms of op time (both cores), compile {compile_s:.1f} s")
+    for k, ms in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"  {k:<24} {ms:8.2f} ms  {100 * ms / busy:5.1f}%")
+    print(f"  top {args.top} instructions:")
+    top = sorted(ops.items(), key=lambda kv: -kv[1])[:args.top]
+    for name, ms in top:
+        print(f"    {name:<40} {ms:8.2f} ms  {100 * ms / busy:5.1f}%")
+    out = {"workload": args.workload, "algorithm": args.algorithm, "remat": args.remat,
+           "wall_ms_per_meta_step": wall_ms, "op_ms_per_meta_step": busy,
+           "kinds_ms": dict(kinds), "top_ms": dict(top), "iters": args.iters,
+           "jax": jax.__version__, "device": str(jax.devices()[0])}
+    if args.json:
+        print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()
