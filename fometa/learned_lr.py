@@ -48,6 +48,20 @@ def with_rates(params: Params, lr: float, kind: str, steps: int = 1) -> WithRate
         lambda p: jnp.full(make(p), lr, jnp.result_type(p)), params))
 
 
+def uniform_rates(key: jax.Array, params: Params, low: float, high: float, kind: str,
+                  steps: int = 1) -> WithRates:
+    """`params` with every inner rate drawn uniformly from [low, high), shaped as in
+    `with_rates` (Meta-SGD draws its initial rates from [0.005, 0.1]: Li et al. 2017,
+    Sec. 4). `meta_learner(...).init` takes the result as it is."""
+    shape = {"per-parameter": lambda p: jnp.shape(p), "per-layer-step": lambda p: (steps,)}
+    make = shape[check_kind(kind)]
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    rates = [jax.random.uniform(k, make(p), jnp.result_type(p), low, high)
+             for k, p in zip(keys, leaves)]
+    return WithRates(params, jax.tree_util.tree_unflatten(tree, rates))
+
+
 class StepCount(NamedTuple):
     count: jax.Array  # inner steps taken, int32 scalar
 

@@ -127,8 +127,10 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
       learn_inner_lr: meta-learn the inner learning rates with the initialisation
         (`fometa.learned_lr`): "per-parameter" (Meta-SGD; the default of "meta-sgd") or
         "per-layer-step" (MAML++'s LSLR, with `inner_steps` rates per parameter tensor).
-        `inner_opt` is then the rates' initial value (a float); the state's params are a
-        `fometa.learned_lr.WithRates`, and `adapt` returns the model's params.
+        `inner_opt` is then the rates' initial value (a float), unless `init` is given a
+        `fometa.learned_lr.WithRates` (e.g. `learned_lr.uniform_rates`: Meta-SGD's random
+        initial rates); the state's params are a `WithRates`, and `adapt` returns the
+        model's params.
       first_order_iters: MAML++'s derivative-order annealing: the first `first_order_iters`
         meta-iterations take the first-order gradient (FOMAML's), then the second-order one.
       multi_step_iters: MAML++'s multi-step loss: the query loss after every inner step,
@@ -196,7 +198,7 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         return state.inner_state if carry_inner_state else opt.init(state.params)
 
     def init(params: Params) -> MetaState:
-        if learn_inner_lr is not None:
+        if learn_inner_lr is not None and not isinstance(params, learned_lr.WithRates):
             params = learned_lr.with_rates(params, initial_lr, learn_inner_lr, inner_steps or 1)
         if per_step is not None:
             params = stepwise.per_step(params, select, inner_steps)

@@ -68,6 +68,34 @@ def test_meta_sgd_rates_change_in_training_and_adapt_uses_them():
                                - rates * A * (state.params.params - C), rtol=1e-5)
 
 
+def test_meta_sgd_random_initial_rates_are_drawn_from_the_range():
+    params = {"w": jnp.zeros((50, 40)), "b": jnp.zeros(40)}
+    meta = fometa.learned_lr.uniform_rates(jax.random.PRNGKey(0), params, 0.005, 0.1,
+                                           "per-parameter")
+    rates = np.concatenate([np.ravel(r) for r in jax.tree_util.tree_leaves(meta.rates)])
+    assert rates.size == 50 * 40 + 40 and rates.min() >= 0.005 and rates.max() < 0.1
+    assert abs(rates.mean() - 0.0525) < 0.003  # uniform: the range's midpoint
+    # init keeps rates it is given; a float inner_opt only fills in missing ones.
+    learner = fometa.meta_learner("meta-sgd", quadratic, 0.4, optax.sgd(1.0))
+    state = learner.init(meta)
+    np.testing.assert_array_equal(state.params.rates["w"], meta.rates["w"])
+    per_step = fometa.learned_lr.uniform_rates(jax.random.PRNGKey(1), params, 0.1, 0.2,
+                                               "per-layer-step", steps=3)
+    assert per_step.rates["w"].shape == (3,)
+
+
+def test_command_draws_initial_rates_from_its_own_key():
+    from fometa.run.training import initial_state, setup
+    cfg = resolve(algorithm="meta-sgd", inner_lr=0.1, inner_lr_low=0.005, seed=3)
+    plain = resolve(algorithm="meta-sgd", inner_lr=0.1, seed=3)
+    drawn, fixed = initial_state(cfg, setup(cfg)), initial_state(plain, setup(plain))
+    rates = np.concatenate([np.ravel(r) for r in jax.tree_util.tree_leaves(drawn.params.rates)])
+    assert rates.min() >= 0.005 and rates.max() < 0.1 and np.unique(rates).size > 100
+    for a, b in zip(jax.tree_util.tree_leaves(drawn.params.params),
+                    jax.tree_util.tree_leaves(fixed.params.params)):
+        np.testing.assert_array_equal(a, b)  # the model's initialisation is unchanged
+
+
 def test_per_layer_step_rates_take_each_steps_rate():
     # Two steps with rates r0, r1 per tensor: p1 = p - r0 a (p - c), p2 = p1 - r1 a (p1 - c).
     learner = fometa.meta_learner("maml", quadratic, 0.1, optax.sgd(1.0),
@@ -339,6 +367,9 @@ def test_mamlpp_and_imaml_presets_follow_their_code():
     (["--outer-lr-final", "1e-5"], "anneals --meta-step"),
     (["--algorithm", "imaml", "--imaml-lambda", "0"], "--imaml-lambda 0.0 is not allowed"),
     (["--per-step-bn"], "second-order algorithms"),
+    (["--inner-lr-low", "0.01", "--algorithm", "maml"], "applies to learned inner rates"),
+    (["--algorithm", "meta-sgd", "--inner-lr-low", "0.5", "--inner-lr", "0.1"],
+     "must be below --inner-lr 0.1"),
     (["--per-step-bn", "--algorithm", "maml"], "the sine model has no batch norm"),
     (["--per-step-bn", "--algorithm", "maml", "--first-order-iters", "5"],
      "not with --first-order-iters"),

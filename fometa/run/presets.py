@@ -160,7 +160,8 @@ for ways, shots, dataset, accuracy in ((5, 1, "omniglot", "99.53"), (5, 5, "omni
         "Li et al. 2017 (Meta-SGD), Tables 1 and 2", {"eval_transductive": accuracy},
         "no released code: MAML's row settings with the paper's one inner step in training "
         "and evaluation; every rate starts at inner-lr (the paper draws them from "
-        "[0.005, 0.1]); " + _SUCCESSOR_DIFFERENCES)
+        "[0.005, 0.1]: --inner-lr 0.1 --inner-lr-low 0.005, with a loss whose scale the "
+        "paper does not give); " + _SUCCESSOR_DIFFERENCES)
 for ways, shots, dataset, accuracy in ((20, 1, "omniglot", "96.2"), (20, 5, "omniglot", "98.0"),
                                        (5, 1, "mini-imagenet", "46.7"),
                                        (5, 5, "mini-imagenet", "61.5")):

@@ -273,6 +273,9 @@ class Config:
         None, Choice(LEARNED_LR_KINDS), "meta-learn the inner learning rates, starting from "
         "inner-lr: per-parameter (Meta-SGD; the default of --algorithm meta-sgd) or "
         "per-layer-step (MAML++'s per-layer, per-step rates)")
+    inner_lr_low: float | None = setting(
+        None, Real(), "learned inner rates start drawn uniformly from [X, inner-lr) rather than "
+        "all at inner-lr (Meta-SGD's paper: [0.005, 0.1])")
     first_order_iters: int = setting(
         0, Whole(0), "MAML++'s derivative-order annealing: first-order meta-gradients for "
         "this many meta-iterations, then second-order")
@@ -387,6 +390,13 @@ def check_algorithm(cfg: Config) -> None:
         if getattr(cfg, name) and not rule.second_order:
             raise ConfigError(f"{flag(name)} applies to second-order algorithms (maml, "
                               f"meta-sgd, anil), not {cfg.algorithm!r}")
+    if cfg.inner_lr_low is not None:
+        if not (cfg.learn_inner_lr or rule.learn_inner_lr):
+            raise ConfigError("--inner-lr-low applies to learned inner rates (--learn-inner-lr, "
+                              f"meta-sgd), not to {cfg.algorithm!r}'s fixed ones")
+        if cfg.inner_lr_low >= cfg.inner_lr:
+            raise ConfigError(f"--inner-lr-low {cfg.inner_lr_low} must be below --inner-lr "
+                              f"{cfg.inner_lr} (the rates are drawn from [low, inner-lr))")
     if cfg.per_step_bn and (cfg.first_order_iters or cfg.carry_inner_state):
         raise ConfigError(f"--per-step-bn values are learned through the inner loop: not with "
                           f"{'--first-order-iters' if cfg.first_order_iters else '--carry-inner-state'}")

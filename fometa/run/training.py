@@ -22,6 +22,7 @@ import optax
 import fometa
 from fometa.algorithms import get_rule
 from fometa.errors import ConfigError, DivergenceError
+from fometa.learned_lr import uniform_rates
 from fometa.learner import MetaLearner, MetaState, model_params
 from fometa.run.checkpoint import Checkpoints
 from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
@@ -63,6 +64,18 @@ def setup(cfg: Config) -> Setup:
     learner = make_learner(cfg, problem)
     init_key, train_key, eval_key = jax.random.split(seed_key(cfg.seed), 3)
     return Setup(problem, learner, init_key, train_key, eval_key)
+
+
+def initial_state(cfg: Config, run: Setup) -> MetaState:
+    """The meta-state a run starts from: the problem's initial parameters, with learned inner
+    rates drawn from [inner-lr-low, inner-lr) where `--inner-lr-low` asks (from a key of
+    their own, so that the other keys, and every other run, stay as they were)."""
+    params = run.problem.init_params(run.init_key)
+    if cfg.inner_lr_low is not None:
+        kind = cfg.learn_inner_lr or get_rule(cfg.algorithm).learn_inner_lr
+        params = uniform_rates(jax.random.fold_in(run.init_key, 1), params, cfg.inner_lr_low,
+                               cfg.inner_lr, kind, cfg.inner_iters)
+    return run.learner.init(params)
 
 
 def versions() -> dict[str, str]:
@@ -293,7 +306,7 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
 def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
            open_tensorboard: Callable[[RunDir], Any] | None, plots: bool) -> dict[str, Any]:
     run = setup(cfg)
-    state = replicate(run.learner.init(run.problem.init_params(run.init_key)), mesh)
+    state = replicate(initial_state(cfg, run), mesh)
     with rundir.checkpoints() as checkpoints:
         latest = checkpoints.latest_step()
         finished = rundir.read_results()
@@ -350,7 +363,7 @@ def _restore(run_dir: str | Path, **overrides: Any) -> tuple[RunDir, Config, Met
     rundir = RunDir(run_dir, writer=jax.process_index() == 0)
     cfg = check(dataclasses.replace(rundir.read_config(), **overrides))
     run = setup(cfg)
-    template = run.learner.init(run.problem.init_params(run.init_key))
+    template = initial_state(cfg, run)
     with rundir.checkpoints(create=False) as checkpoints:
         state, _, _ = checkpoints.restore(template, run.train_key)
     return rundir, cfg, state, run
