@@ -26,7 +26,7 @@ separate tail do not.
 
 Every run resumes where it stopped and a finished one is not trained again. Writes the
 curves (accuracy on `--eval-tasks` tasks, non-transductive, every `--eval-every`
-meta-iterations) and the final evaluations to results/sec6-EXPERIMENT.json and the figure to
+meta-iterations) and the final evaluations to results/sec6/EXPERIMENT.json and the figure to
 docs/sec6_EXPERIMENT.png.
 """
 
@@ -36,6 +36,7 @@ import argparse
 import json
 import shlex
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def gradients_figure(results: dict, out: Path, title: str) -> None:
                 label=name)
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel("accuracy after 5 steps (%), 5-way 5-shot")
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 120)), fontsize=8)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -146,7 +147,7 @@ def overlap_figure(results: dict, out: Path, title: str) -> None:
     axes[1].set_xlabel(f"inner batch size ({BATCH_STEPS} steps)")
     axes[0].set_ylabel("final accuracy (%), 5-way 5-shot")
     axes[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle("\n".join(textwrap.wrap(title, 140)), fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
 
@@ -171,7 +172,7 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="a run to include (repeatable; default: all)")
     parser.add_argument("--runs", default="runs/sec6", help="folder of the run dirs")
-    parser.add_argument("--out", help="results file (default: results/sec6-EXPERIMENT.json)")
+    parser.add_argument("--out", help="results file (default: results/sec6/EXPERIMENT.json)")
     parser.add_argument("--figure", help="figure (default: docs/sec6_EXPERIMENT.png)")
     args = parser.parse_args(argv)
     runs = EXPERIMENTS[args.experiment]()
@@ -186,7 +187,7 @@ def _main(argv: list[str]) -> int:
                   data_dir=args.data_dir)
     start = time.perf_counter()
     results = run_all(args.experiment, runs, budget, Path(args.runs))
-    out = Path(args.out or f"results/sec6-{args.experiment}.json")
+    out = Path(args.out or f"results/sec6/{args.experiment}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["python", "benchmarks/sec6.py", *argv])
     out.write_text(json.dumps({"experiment": args.experiment, "command": command,
