@@ -6,12 +6,7 @@
 #      from 2 inner steps) and without remat
 #   2. Mini-ImageNet vs torch.func for all three algorithms
 #   3. Mini-ImageNet meta-steps per HLO op kind (profile_ops.py)
-set -u
-OUT=${OUT:-cpu-out}
-mkdir -p "$OUT"
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-python3 -c "import jax, torch, os; print('jax', jax.__version__, 'torch', torch.__version__, os.cpu_count(), 'cores')"
-uptime
+. benchmarks/cpu_preamble.sh
 
 { python3 benchmarks/speed.py --workload omniglot-5w1s --algorithm maml --iters 20 --json --torch --remat
   python3 benchmarks/speed.py --workload omniglot-5w1s --algorithm maml --iters 20 --json --torch

@@ -7,12 +7,7 @@
 #   3. the Omniglot presets' training chunks (ms per meta-iteration)
 #   4. patch vs lax.conv convolutions
 #   5. MAML memory against inner steps, with and without remat
-set -u
-OUT=${OUT:-cpu-out}
-mkdir -p "$OUT"
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-python3 -c "import jax, torch, os; print('jax', jax.__version__, 'torch', torch.__version__, os.cpu_count(), 'cores')"
-uptime
+. benchmarks/cpu_preamble.sh
 
 for a in fomaml reptile maml; do
   python3 benchmarks/speed.py --workload omniglot-5w1s --algorithm "$a" --iters 20 --json --torch

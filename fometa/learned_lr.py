@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fometa.partition import resolve
+
 Params = Any
 
 # What `learn_inner_lr` may be: one rate per parameter (Meta-SGD), or one per parameter
@@ -39,13 +41,18 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+def _rate_shape(kind: str, steps: int) -> Callable[[jax.Array], tuple[int, ...]]:
+    """The shape of a parameter's rates: the parameter's ("per-parameter") or [steps]."""
+    check_kind(kind)
+    return (lambda p: jnp.shape(p)) if kind == "per-parameter" else (lambda p: (steps,))
+
+
 def with_rates(params: Params, lr: float, kind: str, steps: int = 1) -> WithRates:
     """`params` with every inner rate set to `lr`: leaves like the params' ("per-parameter")
     or of shape [steps] ("per-layer-step")."""
-    shape = {"per-parameter": lambda p: jnp.shape(p), "per-layer-step": lambda p: (steps,)}
-    make = shape[check_kind(kind)]
+    shape = _rate_shape(kind, steps)
     return WithRates(params, jax.tree_util.tree_map(
-        lambda p: jnp.full(make(p), lr, jnp.result_type(p)), params))
+        lambda p: jnp.full(shape(p), lr, jnp.result_type(p)), params))
 
 
 def uniform_rates(key: jax.Array, params: Params, low: float, high: float, kind: str,
@@ -53,11 +60,10 @@ def uniform_rates(key: jax.Array, params: Params, low: float, high: float, kind:
     """`params` with every inner rate drawn uniformly from [low, high), shaped as in
     `with_rates` (Meta-SGD draws its initial rates from [0.005, 0.1]: Li et al. 2017,
     Sec. 4). `meta_learner(...).init` takes the result as it is."""
-    shape = {"per-parameter": lambda p: jnp.shape(p), "per-layer-step": lambda p: (steps,)}
-    make = shape[check_kind(kind)]
+    shape = _rate_shape(kind, steps)
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(key, len(leaves))
-    rates = [jax.random.uniform(k, make(p), jnp.result_type(p), low, high)
+    rates = [jax.random.uniform(k, shape(p), jnp.result_type(p), low, high)
              for k, p in zip(keys, leaves)]
     return WithRates(params, jax.tree_util.tree_unflatten(tree, rates))
 
@@ -105,7 +111,7 @@ def both(mask: Callable[[Params], Any] | Any, rates: bool) -> Callable[[WithRate
     """A mask of `WithRates` from a mask of the params: the params as `mask` says, and the
     rates of the same leaves where `rates` (the outer loop), else none (the inner loop)."""
     def of(meta: WithRates):
-        m = mask(meta.params) if callable(mask) else mask
+        m = resolve(mask, meta.params)
         off = jax.tree_util.tree_map(lambda _: False, m)
         return WithRates(m, m if rates else off)
 

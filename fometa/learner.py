@@ -248,18 +248,16 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                  if jnp.issubdtype(x.dtype, jnp.inexact)])).astype(jnp.float32)
         return MetaState(params, outer_state, inner_state, state.step + 1), metrics
 
-    model = model_params
-
     def adapt(state: MetaState, support, steps: tuple[int, ...] | None = None,
               each: Callable[[Params], Any] | None = None) -> Any:
         if steps is None:
             adapted, _, _ = inner_loop(loss_fn, state.params, support, opt, task_start(state),
                                        unroll)
-            return model(adapted)
+            return model_params(adapted)
         if list(steps) != sorted(set(steps)) or steps[-1] > num_steps(support):
             raise ValueError(f"steps {tuple(steps)} must increase and end at most at the "
                              f"support's {num_steps(support)} inner steps")
-        each = model if each is None else (lambda p, f=each: f(model(p)))
+        each = model_params if each is None else (lambda p, f=each: f(model_params(p)))
         stack = lambda *xs: jnp.stack(xs)
         if steps[-1] > 0 and tuple(steps) in (tuple(range(steps[-1] + 1)),
                                              tuple(range(1, steps[-1] + 1))):

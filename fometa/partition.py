@@ -16,12 +16,17 @@ import optax
 Mask = Union[Any, Callable[[Any], Any]]  # a pytree of bools like the params, or params -> one
 
 
+def resolve(mask: Mask, params: Any) -> Any:
+    """The pytree of bools that `mask` gives for `params` (itself, or its call on them)."""
+    return mask(params) if callable(mask) else mask
+
+
 def only(opt: optax.GradientTransformation, trainable: Mask) -> optax.GradientTransformation:
     """`opt` on the leaves where `trainable` is True; the other leaves' updates are zero
     and `opt` keeps no state for them (`optax.multi_transform`)."""
     def labels(params):
-        mask = trainable(params) if callable(trainable) else trainable
-        return jax.tree_util.tree_map(lambda t: "trained" if t else "fixed", mask)
+        return jax.tree_util.tree_map(lambda t: "trained" if t else "fixed",
+                                      resolve(trainable, params))
 
     return optax.multi_transform({"trained": opt, "fixed": optax.set_to_zero()}, labels)
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fometa.partition import Mask
+from fometa.partition import Mask, resolve
 
 Params = Any
 
@@ -41,8 +41,7 @@ class PerStep(NamedTuple):
 
 
 def _mask(select: Mask, params: Params) -> list[bool]:
-    mask = select(params) if callable(select) else select
-    return [bool(m) for m in jax.tree_util.tree_leaves(mask)]
+    return [bool(m) for m in jax.tree_util.tree_leaves(resolve(select, params))]
 
 
 def per_step(params: Params, select: Mask, steps: int) -> PerStep:
@@ -109,7 +108,7 @@ def extend(mask: Mask, select: Mask) -> Callable[[PerStep], PerStep]:
     """A mask of `PerStep` from a mask of its params: each chosen leaf's later values (the
     leaves that `select` picks) as the leaf."""
     def of(meta: PerStep) -> PerStep:
-        m = mask(meta.params) if callable(mask) else mask
+        m = resolve(mask, meta.params)
         flags = jax.tree_util.tree_leaves(m)
         chosen = tuple(f for f, c in zip(flags, _mask(select, meta.params)) if c)
         return PerStep(m, chosen)

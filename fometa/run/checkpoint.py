@@ -82,9 +82,13 @@ def _checksum(tree: Any) -> np.ndarray:
     return np.frombuffer(digest.digest(), np.uint8).copy()
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _file_sums(folder: Path) -> dict[str, str]:
     """SHA-256 (hex) of every file under `folder` but FILE_SUMS, by relative path."""
-    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+    return {str(f.relative_to(folder)): _sha256(f)
             for f in sorted(folder.rglob("*")) if f.is_file() and f.name != FILE_SUMS}
 
 
@@ -105,7 +109,7 @@ def _damaged_file(folder: Path) -> str | None:
         return FILE_SUMS
     for name, digest in sums.items():
         try:
-            if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest:
+            if _sha256(folder / name) != digest:
                 return name
         except OSError:
             return name

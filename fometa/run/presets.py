@@ -194,8 +194,8 @@ for ways, shots, dataset, accuracy in ((20, 1, "omniglot", "97.65"), (20, 5, "om
         "norm uses each batch's statistics, as the Reptile paper's networks and as MAML++'s "
         "code in effect does: it keeps per-step statistics and never normalises with them); "
         "the query loss of the multi-step loss after step k uses step k's batch-norm values "
-        "in MAML++, the next step's in fometa (the last step's after the last); 32 filters on Mini-ImageNet (MAML++: "
-        "48); the multi-step weights anneal every meta-iteration (MAML++: every epoch of "
+        "in MAML++, the next step's in fometa (the last step's after the last); 32 filters "
+        "on Mini-ImageNet (MAML++: 48); the multi-step weights anneal every meta-iteration (MAML++: every epoch of "
         "500); the paper reports an ensemble of its 5 best validation models, fometa the "
         "final model; " + _SUCCESSOR_DIFFERENCES)
 # iMAML (aravindr93/imaml_dev, examples/README.md: inner SGD 0.1 on the whole support for

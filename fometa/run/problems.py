@@ -343,6 +343,12 @@ def uses_remat(cfg, platform: str) -> bool:
             and cfg.inner_iters >= REMAT_MIN_STEPS)
 
 
+def learned_rates(cfg) -> str | None:
+    """The kind of inner rates a run of `cfg` meta-learns (`fometa.learned_lr.KINDS`):
+    `--learn-inner-lr`, else its algorithm's own (meta-sgd's per-parameter), else None."""
+    return cfg.learn_inner_lr or get_rule(cfg.algorithm).learn_inner_lr
+
+
 def make_problem(cfg) -> Problem:
     """The problem that `cfg.dataset` names, built from `cfg`."""
     return DATASETS[cfg.dataset].build(cfg)
@@ -361,8 +367,7 @@ def make_learner(cfg, problem: Problem) -> MetaLearner:
         outer = optax.adam(lr)
         if cfg.outer_clip is not None:  # cbfinn/maml, maml.py: tf.clip_by_value(grad, -10, 10)
             outer = optax.chain(optax.clip(cfg.outer_clip), outer)
-    learned = cfg.learn_inner_lr or rule.learn_inner_lr
-    inner = (cfg.inner_lr if learned else
+    inner = (cfg.inner_lr if learned_rates(cfg) else
              INNER_OPTIMIZERS[cfg.inner_optimizer](cfg.inner_lr, rule.second_order))
     if rule.adapts_subset and problem.head is None:
         raise ConfigError(f"{cfg.algorithm!r} adapts the model's head in its inner loop, and "

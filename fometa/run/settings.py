@@ -20,7 +20,8 @@ from fometa.errors import ConfigError
 from fometa.learned_lr import KINDS as LEARNED_LR_KINDS
 from fometa.models import ACTIVATIONS
 from fometa.run.problems import (ALGORITHM_OPTIONS, COMPUTE_DTYPES, DATASETS, INNER_OPTIMIZERS,
-                                 LOSS_REDUCTIONS, MATMUL_PRECISIONS, REMAT_MIN_STEPS)
+                                 LOSS_REDUCTIONS, MATMUL_PRECISIONS, REMAT_MIN_STEPS,
+                                 learned_rates)
 
 
 TASK_ORDERS: tuple[str, ...] = ("parallel", "sequential")
@@ -391,16 +392,17 @@ def check_algorithm(cfg: Config) -> None:
             raise ConfigError(f"{flag(name)} applies to second-order algorithms (maml, "
                               f"meta-sgd, anil), not {cfg.algorithm!r}")
     if cfg.inner_lr_low is not None:
-        if not (cfg.learn_inner_lr or rule.learn_inner_lr):
+        if not learned_rates(cfg):
             raise ConfigError("--inner-lr-low applies to learned inner rates (--learn-inner-lr, "
                               f"meta-sgd), not to {cfg.algorithm!r}'s fixed ones")
         if cfg.inner_lr_low >= cfg.inner_lr:
             raise ConfigError(f"--inner-lr-low {cfg.inner_lr_low} must be below --inner-lr "
                               f"{cfg.inner_lr} (the rates are drawn from [low, inner-lr))")
     if cfg.per_step_bn and (cfg.first_order_iters or cfg.carry_inner_state):
+        other = "--first-order-iters" if cfg.first_order_iters else "--carry-inner-state"
         raise ConfigError(f"--per-step-bn values are learned through the inner loop: not with "
-                          f"{'--first-order-iters' if cfg.first_order_iters else '--carry-inner-state'}")
-    if (cfg.learn_inner_lr or rule.learn_inner_lr) and cfg.inner_optimizer != "sgd":
+                          f"{other}")
+    if learned_rates(cfg) and cfg.inner_optimizer != "sgd":
         raise ConfigError(f"learned inner learning rates scale plain gradient steps: "
                           f"--inner-optimizer {cfg.inner_optimizer} must be sgd")
     if cfg.outer_lr_final is not None and rule.interpolates:

@@ -29,8 +29,8 @@ from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
 from fometa.run.interrupt import StopRequest, TrainingInterrupted
 from fometa.run.loop import loop_runner
 from fometa.run.plots import plot_run
-from fometa.run.problems import (Problem, make_learner, make_problem, matmul_precision,
-                                 uses_remat)
+from fometa.run.problems import (Problem, learned_rates, make_learner, make_problem,
+                                 matmul_precision, uses_remat)
 from fometa.run import report
 from fometa.run.report import Reporter
 from fometa.run.rundir import RunDir
@@ -72,9 +72,8 @@ def initial_state(cfg: Config, run: Setup) -> MetaState:
     their own, so that the other keys, and every other run, stay as they were)."""
     params = run.problem.init_params(run.init_key)
     if cfg.inner_lr_low is not None:
-        kind = cfg.learn_inner_lr or get_rule(cfg.algorithm).learn_inner_lr
         params = uniform_rates(jax.random.fold_in(run.init_key, 1), params, cfg.inner_lr_low,
-                               cfg.inner_lr, kind, cfg.inner_iters)
+                               cfg.inner_lr, learned_rates(cfg), cfg.inner_iters)
     return run.learner.init(params)
 
 
