@@ -10,8 +10,8 @@ on `--eval-tasks` tasks), each on its own settings otherwise (below), times its 
 with `benchmarks/speed.py` (the same synthetic workload for all: 5 tasks, 5 inner steps of
 10 images), and writes `results/algorithms/NAME.json`. `table` writes
 `results/algorithms/README.md` from those files (`speed` times every row's meta-step
-again, one after another, so that the column compares like with like) and puts the same table into README.md
-between its `<!-- algorithms -->` markers (`--check`: exit 1 if either differs). A short
+again, one after another, so that the column compares like with like) and puts the same
+table into README.md between its `<!-- algorithms -->` markers (`--check`: exit 1 if either differs). A short
 budget ranks how fast each learns, not where it ends.
 """
 
@@ -82,26 +82,22 @@ def run(args) -> None:
         if subprocess.run([sys.executable, "-m", "fometa", *command[1:]]).returncode:
             raise SystemExit(f"algorithms: error: training {name} failed (above)")
         results = json.loads((run_dir / "results.json").read_text())
-        timing = time_step(speed_name, args.speed_iters)
         row = {"algorithm": name, "what": what,
                "command": " ".join(command).replace(str(ROOT) + "/", ""),
                "eval": results["eval"], "eval_transductive": results["eval_transductive"],
                "train_seconds": results.get("train_seconds"), "meta_iters": args.meta_iters,
-               **speed_fields(timing, speed_name, args.speed_iters)}
+               **timed(speed_name, args.speed_iters)}
         (RESULTS / f"{name}.json").write_text(json.dumps(row, indent=1) + "\n")
         print(f"{name}: {100 * row['eval']['mean']:.1f}% "
               f"({row['ms_per_meta_step']:.1f} ms per meta-step)", flush=True)
 
 
-def time_step(speed_name: str, iters: int) -> dict:
-    """`benchmarks/speed.py --algorithm speed_name`'s JSON."""
+def timed(speed_name: str, iters: int) -> dict:
+    """A row's timing fields, from `benchmarks/speed.py --algorithm speed_name` run now."""
     speed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"),
                             "--algorithm", speed_name, "--iters", str(iters), "--json"],
                            check=True, capture_output=True, text=True)
-    return json.loads(speed.stdout.strip().splitlines()[-1])
-
-
-def speed_fields(timing: dict, speed_name: str, iters: int) -> dict:
+    timing = json.loads(speed.stdout.strip().splitlines()[-1])
     return {"ms_per_meta_step": timing["ms_per_meta_step"],
             "compile_seconds": timing["compile_s"],
             "speed_command": f"python benchmarks/speed.py --algorithm {speed_name} "
@@ -116,8 +112,7 @@ def retime(args) -> None:
     for path in sorted(RESULTS.glob("*.json")):
         row = json.loads(path.read_text())
         speed_name = ALGORITHMS[row["algorithm"]][1]
-        row.update(speed_fields(time_step(speed_name, args.speed_iters), speed_name,
-                                args.speed_iters))
+        row.update(timed(speed_name, args.speed_iters))
         path.write_text(json.dumps(row, indent=1) + "\n")
         print(f"{row['algorithm']}: {row['ms_per_meta_step']:.1f} ms per meta-step", flush=True)
 

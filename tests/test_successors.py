@@ -14,6 +14,7 @@ from fometa.learned_lr import WithRates
 from fometa.learner import multi_step_weights
 from fometa.run import resolve
 from fometa.run.cli import main
+from fometa.run.training import initial_state, setup
 
 A = jnp.array([1.0, 2.0, 0.5])   # the support loss's curvature per coordinate
 C = jnp.array([0.3, -1.0, 2.0])  # its minimum
@@ -85,7 +86,6 @@ def test_meta_sgd_random_initial_rates_are_drawn_from_the_range():
 
 
 def test_command_draws_initial_rates_from_its_own_key():
-    from fometa.run.training import initial_state, setup
     cfg = resolve(algorithm="meta-sgd", inner_lr=0.1, inner_lr_low=0.005, seed=3)
     plain = resolve(algorithm="meta-sgd", inner_lr=0.1, seed=3)
     drawn, fixed = initial_state(cfg, setup(cfg)), initial_state(plain, setup(plain))
@@ -206,14 +206,13 @@ def scaled_quadratic(p, batch):
     return 0.5 * jnp.sum(a * (p["norm"] * p["w"] - c) ** 2)
 
 
-def by_hand(w, rows, rates, task_support, query, eval_steps=None):
+def by_hand(w, rows, rates, task_support):
     """The inner loop written out: step k uses scale rows[min(k, K-1)] and rate rates[k]; the
     query loss uses the last step's scale (MAML++: num_step of the last step)."""
-    steps = eval_steps or len(task_support[0])
+    steps = len(task_support[0])
     for k in range(steps):
         s = rows[min(k, len(rows) - 1)]
-        batch = (task_support[0][min(k, len(task_support[0]) - 1)],
-                 task_support[1][min(k, len(task_support[1]) - 1)])
+        batch = (task_support[0][k], task_support[1][k])
         g = jax.grad(lambda w: scaled_quadratic({"w": w, "norm": s}, batch))(w)
         w = w - rates[min(k, len(rates) - 1)] * g
     return w, rows[min(steps, len(rows)) - 1]
@@ -234,7 +233,7 @@ def test_per_step_values_match_the_inner_loop_written_out(learned):
                                   jax.jit(learner.step)(state, task)[0].params)
 
     def reference(w, rows, rates):
-        adapted, s = by_hand(w, rows, rates, support, query)
+        adapted, s = by_hand(w, rows, rates, support)
         return scaled_quadratic({"w": adapted, "norm": s}, query)
 
     rows = jnp.stack([params["norm"]] * steps)
@@ -260,7 +259,7 @@ def test_per_step_values_match_the_inner_loop_written_out(learned):
         (rows[1:],)))
     longer = (jnp.stack([A] * 5), jnp.stack([C] * 5))
     adapted = learner.adapt(state, longer)
-    expected, _ = by_hand(params["w"], rows, rates, longer, query)
+    expected, _ = by_hand(params["w"], rows, rates, longer)
     np.testing.assert_allclose(adapted["w"], expected, rtol=1e-5)
     np.testing.assert_allclose(adapted["norm"], rows[-1])
 
