@@ -8,7 +8,8 @@ gradients (Sec. 6.2, "different inner-loop gradient combinations"): supervised-r
 README commands, flag for flag: SGD in both loops (inner learning rate 0.003 on the summed
 cross-entropy of 25 images, no state), meta-batch 1, meta step 0.25 (or 0.125, 0.08325,
 0.0625) annealed to 0, k in {1, 2, 3, 4} inner steps on k non-overlapping minibatches (5k
-training shots per class), evaluation after 5 steps on the 25 support images. Reptile with k
+training shots per class, no training query: the paper's code draws none, and k = 4 uses
+all 20 images of an Omniglot class), evaluation after 5 steps on the 25 support images. Reptile with k
 steps moves along the sum of the k gradients g1 + ... + gk (and, with the meta step divided
 by k, their mean); the paper's FOML (`--foml`, here `--algorithm foml`) along the last one,
 gk. The paper's finding: gk alone learns little for k = 1 (that is joint training) and well
@@ -48,7 +49,7 @@ from fometa.run.plots import new_figure
 
 # The gradients experiment's shared flags (supervised-reptile README: $shared, and
 # run_omniglot.py's defaults: 5 classes, 5 shots, meta-batch 1).
-SHARED = dict(dataset="omniglot", ways=5, shots=5, queries=1, inner_optimizer="sgd",
+SHARED = dict(dataset="omniglot", ways=5, shots=5, queries=0, inner_optimizer="sgd",
               inner_lr=0.003, loss_reduction="sum", carry_inner_state=False,
               task_order="parallel", inner_batch=25, meta_batch=1, meta_step_final=0.0,
               eval_inner_batch=25, eval_inner_iters=5)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import fometa
 from fometa.tasks.classification import FewShotTasks, accuracies, cross_entropy, sample_episode
 
 # One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
@@ -62,6 +63,26 @@ def test_train_task_is_balanced_disjoint_and_consistently_labelled(images, rotat
         seen_rotations |= {s[2] for s in sup}
     if not rotate:
         assert seen_rotations == {0}
+
+
+@pytest.mark.parametrize("tail", [None, 2])
+def test_no_queries_leaves_the_query_out_and_uses_every_image(images, tail):
+    """queries=0 (the paper's code: Reptile and FOML draw no training query) gives a None
+    query, so a pool may take all N images of a class; Reptile's step does not read it."""
+    tasks = FewShotTasks(jnp.asarray(images), jnp.asarray(images), ways=3, train_shots=N,
+                         queries=0, inner_iters=3, inner_batch=6, rotate_train=False,
+                         tail_shots=tail)
+    task = jax.jit(tasks.train_task)(jax.random.PRNGKey(0))
+    assert task.query is None
+    found = [identify(images, x)[:2] for x in task.support["x"].reshape(-1, S, S, 1)]
+    assert len(set(found)) == 3 * N  # every image of the 3 classes once
+    loss = lambda p, b: cross_entropy(lambda w, x: x.reshape(len(x), -1) / 255.0 @ w, p, b)
+    learner = fometa.meta_learner("reptile", loss, 0.1)
+    state = learner.init(jnp.zeros((S * S, 3)))
+    batch = jax.tree_util.tree_map(lambda a: a[None], task)
+    with_query = batch._replace(query={"x": batch.support["x"][:, 0], "y": batch.support["y"][:, 0]})
+    np.testing.assert_array_equal(learner.step(state, batch)[0].params,
+                                  learner.step(state, with_query)[0].params)
 
 
 def test_rotations_are_classes_of_their_own(images):

@@ -19,7 +19,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture
 def small_omniglot(monkeypatch):
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (12, 21, 28, 28, 1), dtype=np.uint8)
+    images = rng.integers(0, 256, (12, 20, 28, 28, 1), dtype=np.uint8)  # 20 per class, as Omniglot
     splits = Splits(images, images[:8], rotate_train=True, rotate_test=False)
     monkeypatch.setitem(DATASETS, "omniglot", DATASETS["omniglot"]._replace(
         splits=lambda cfg: splits))
@@ -38,15 +38,19 @@ def test_gradients_runs_the_papers_commands(small_omniglot, tmp_path):
         "g1": ("reptile", 1, 5, 0.25), "g2": ("foml", 2, 10, 0.25),
         "(g1+g2+g3)/3": ("reptile", 3, 15, 0.08325), "g1+...+g4": ("reptile", 4, 20, 0.25)}
     out = tmp_path / "gradients.json"
-    assert sec6.main(["gradients", *TINY, "--only", "g2", "--runs", str(tmp_path / "runs"),
+    # k = 4 takes all 20 images of a class: there is no training query (the paper's code
+    # draws none, and Reptile and FOML never read one).
+    assert sec6.main(["gradients", *TINY, "--only", "g4", "--runs", str(tmp_path / "runs"),
                       "--out", str(out), "--figure", str(tmp_path / "g.png")]) == 0
     results = json.loads(out.read_text())
-    assert results["budget"]["meta_iters"] == 4 and set(results["runs"]) == {"g2"}
+    assert results["budget"]["meta_iters"] == 4 and set(results["runs"]) == {"g4"}
     for r in results["runs"].values():
         assert [it for it, _ in r["curve"]] == [2, 4]  # every --eval-every, and the end
         assert r["final"]["tasks"] == 3 and 0 <= r["final"]["mean"] <= 1
-    config = json.loads((tmp_path / "runs" / "gradients" / "g2" / "config.json").read_text())
-    assert (config["config"]["algorithm"], config["config"]["loss_reduction"]) == ("foml", "sum")
+    config = json.loads(
+        (tmp_path / "runs" / "gradients" / "g4" / "config.json").read_text())["config"]
+    assert (config["algorithm"], config["loss_reduction"], config["train_shots"],
+            config["queries"]) == ("foml", "sum", 20, 0)
     assert (tmp_path / "g.png").read_bytes()[:8] == PNG
 
 

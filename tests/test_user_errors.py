@@ -57,6 +57,7 @@ def test_every_seed_has_its_own_stream():
     (["--seed", "-1"], ["-1", "from 0"]),
     (["--meta-iters", str(2 ** 31)], [str(2 ** 31), "from 1 to 2147483647"]),
     (["--devices", "\u00b2"], ["'\u00b2'", "whole number >= 1 or 'all'"]),
+    (["--algorithm", "fomaml", "--queries", "0"], ["--queries 0", "'fomaml'", "reptile, foml"]),
 ])
 def test_out_of_range_values_are_one_line(cli_error, argv, words):
     err = cli_error(["train", *argv])

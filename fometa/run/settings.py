@@ -215,7 +215,8 @@ class Config:
                          evaluation=True)
     train_shots: int | None = setting(
         None, Whole(), "examples per class in a training task (default: shots)")
-    queries: int = setting(10, Whole(), "query examples per class (sine: points) in a training task")
+    queries: int = setting(10, Whole(0), "query examples per class (sine: points) in a training "
+                           "task (0: none, for rules that never read it: reptile, foml)")
     # Inner loop.
     inner_iters: int = setting(5, Whole(), "inner steps per task in training")
     inner_batch: int | None = setting(
@@ -386,6 +387,10 @@ def check_algorithm(cfg: Config) -> None:
         if getattr(cfg, name) is not None and option not in rule.options:
             raise ConfigError(f"{flag(name)} applies to algorithms with the option {option!r} "
                               f"(imaml), not {cfg.algorithm!r}")
+    if cfg.queries == 0 and rule.needs_query:
+        readers = ", ".join(n for n, r in ALGORITHMS.items() if not r.needs_query)
+        raise ConfigError(f"--queries 0 leaves no query, which {cfg.algorithm!r} reads; 0 "
+                          f"applies to {readers}")
     second_order = ("learn_inner_lr", "multi_step_iters", "first_order_iters", "per_step_bn")
     for name in second_order:
         if getattr(cfg, name) and not rule.second_order:

@@ -60,7 +60,8 @@ class FewShotTasks(NamedTuple):
 
     Training task: `train_shots` examples per class form the support pool, cycled in
     shuffled epochs through `inner_iters` minibatches of `inner_batch` (None: the whole
-    pool each step); `queries` further examples per class form the query.
+    pool each step); `queries` further examples per class form the query (0: no query, the
+    task's `query` is None).
     Evaluation task (the paper's protocol): `shots` examples per class, `eval_inner_iters`
     minibatches of `eval_inner_batch`, and one query per class; its query dict also holds
     the support images as "context", for non-transductive prediction.
@@ -95,7 +96,8 @@ class FewShotTasks(NamedTuple):
     def _task(self, key, images, rotate, pool, queries, iters, batch):
         ke, kb = jax.random.split(key)
         x, y = sample_episode(ke, images, self.ways, pool + queries, rotate)
-        support, query = _flat(x[:, :pool], y[:, :pool]), _flat(x[:, pool:], y[:, pool:])
+        support = _flat(x[:, :pool], y[:, :pool])
+        query = _flat(x[:, pool:], y[:, pool:]) if queries else None
         idx = self._batches(kb, self.ways * pool, batch, iters)
         return Task(jax.tree_util.tree_map(lambda a: a[idx], support), query), support
 
@@ -110,7 +112,8 @@ class FewShotTasks(NamedTuple):
         idx = self._batches(kb, self.ways * pool, self.inner_batch, self.inner_iters - 1)
         support = jax.tree_util.tree_map(lambda h, t: jnp.concatenate([h[idx], t[None]]),
                                          head, last)
-        return Task(support, _flat(x[:, pool + tail:], y[:, pool + tail:]))
+        query = _flat(x[:, pool + tail:], y[:, pool + tail:]) if self.queries else None
+        return Task(support, query)
 
     def train_task(self, key: jax.Array) -> Task:
         if self.tail_shots is not None:

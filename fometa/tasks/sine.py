@@ -54,14 +54,16 @@ class SineTasks(NamedTuple):
         return jax.random.uniform(key, (n, 1), minval=self.x_range[0], maxval=self.x_range[1])
 
     def train_task(self, key: jax.Array) -> Task:
-        """One training task: support [inner_iters, inner_batch, 1], query [query_points, 1]."""
+        """One training task: support [inner_iters, inner_batch, 1], query [query_points, 1]
+        (None with no query points)."""
         kf, kx, kb, kq = jax.random.split(key, 4)
         if self.train_on_grid:
             x = jnp.linspace(*self.x_range, self.train_points)[:, None]
         else:
             x = self._uniform(kx, self.train_points)
         idx = epoch_batches(kb, self.train_points, self.inner_batch, self.inner_iters)
-        return Task(self._batch(kf, x[idx]), self._batch(kf, self._uniform(kq, self.query_points)))
+        query = self._batch(kf, self._uniform(kq, self.query_points)) if self.query_points else None
+        return Task(self._batch(kf, x[idx]), query)
 
     def eval_task(self, key: jax.Array) -> Task:
         """One evaluation task: the same `eval_shots` grid points at every one of
