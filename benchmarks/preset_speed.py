@@ -26,7 +26,23 @@ from fometa.run import (Splits, chunk_runner, classification_problem, evaluate_t
 from fometa.run.problems import MATMUL_PRECISIONS, matmul_precision
 
 SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1)),
-          "mini-imagenet": ((64, 60, 84, 84, 3), (20, 60, 84, 84, 3))}
+          "mini-imagenet": ((64, 60, 84, 84, 3), (20, 60, 84, 84, 3)),
+          "cifar-fs": ((64, 60, 32, 32, 3), (20, 60, 32, 32, 3))}
+
+
+def synthetic_problem(cfg):
+    """`cfg`'s problem, on random uint8 images of its dataset's shapes (SHAPES) in place of
+    the dataset's: compiled programs and their speed do not depend on the pixels."""
+    if cfg.dataset == "sine":
+        return make_problem(cfg)
+    train_shape, test_shape = SHAPES[cfg.dataset]
+    rng = np.random.default_rng(0)
+    omniglot = cfg.dataset == "omniglot"
+    splits = Splits(rng.integers(0, 256, train_shape, np.uint8),
+                    rng.integers(0, 256, test_shape, np.uint8),
+                    omniglot and is_rotated(cfg.omniglot_split, "train"),
+                    omniglot and is_rotated(cfg.omniglot_split, "test"))
+    return classification_problem(cfg, splits)
 
 
 def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
@@ -40,17 +56,7 @@ def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
 
 def _measure(cfg, preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
              chunk_unroll: int) -> dict:
-    if cfg.dataset == "sine":
-        problem = make_problem(cfg)
-    else:
-        train_shape, test_shape = SHAPES[cfg.dataset]
-        rng = np.random.default_rng(0)
-        omniglot = cfg.dataset == "omniglot"
-        splits = Splits(rng.integers(0, 256, train_shape, np.uint8),
-                        rng.integers(0, 256, test_shape, np.uint8),
-                        omniglot and is_rotated(cfg.omniglot_split, "train"),
-                        omniglot and is_rotated(cfg.omniglot_split, "test"))
-        problem = classification_problem(cfg, splits)
+    problem = synthetic_problem(cfg)
     learner = make_learner(cfg, problem)
     state = learner.init(problem.init_params(jax.random.PRNGKey(0)))
     run = chunk_runner(learner, problem, cfg.meta_batch, jax.random.PRNGKey(1),

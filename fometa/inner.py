@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 Params = Any
@@ -118,16 +119,44 @@ def _stepper(loss_fn: LossFn, opt: optax.GradientTransformation,
 
 def inner_path(loss_fn: LossFn, params: Params, support: Batch,
                opt: optax.GradientTransformation, opt_state: optax.OptState,
-               each: Callable[[Params], Any], unroll: int | bool = 1, remat: bool = False
+               each: Callable[[Params], Any], unroll: int | bool = 1, remat: bool = False,
+               at: Sequence[int] | None = None
                ) -> tuple[Params, optax.OptState, jax.Array, Any]:
     """`inner_loop` that also returns `each(params)` after every step, stacked [steps, ...]
-    (e.g. a metric along the adaptation, computed in the same loop)."""
-    num_steps(support)
-    step = _stepper(loss_fn, opt, each)
+    (e.g. a metric along the adaptation, computed in the same loop); with `at` (increasing
+    step counts in 1..steps), only after those steps, stacked [len(at), ...]. Either way the
+    loop has one body (one copy of the step and of `each` to compile): `each` runs under a
+    `lax.cond` on the step count, which stays a branch under `vmap` (the count is not
+    batched)."""
+    steps = num_steps(support)
+    at = None if at is None or tuple(at) == tuple(range(1, steps + 1)) else tuple(at)
+    if at is not None and (not at or list(at) != sorted(set(at)) or at[0] < 1
+                           or at[-1] > steps):
+        raise ValueError(f"at {at} must be increasing step counts from 1 to the support's "
+                         f"{steps} inner steps")
+    step = _stepper(loss_fn, opt, each if at is None else None)
     if remat:
         step = jax.checkpoint(step, prevent_cse=False)
-    (adapted, final_state), (losses, path) = jax.lax.scan(
-        step, (params, opt_state), support, unroll=unroll)
+    if at is None:
+        (adapted, final_state), (losses, path) = jax.lax.scan(
+            step, (params, opt_state), support, unroll=unroll)
+        return adapted, final_state, losses, path
+    slots = np.full(steps, -1, np.int32)  # where step k's record goes; -1: not recorded
+    slots[np.asarray(at) - 1] = np.arange(len(at))
+    path = jax.tree_util.tree_map(lambda s: jnp.zeros((len(at),) + s.shape, s.dtype),
+                                  jax.eval_shape(each, params))
+
+    def record(carry, xs):
+        (p, s, path), (batch, slot) = carry, xs
+        (p, s), loss = step((p, s), batch)
+        path = jax.lax.cond(
+            slot >= 0,
+            lambda: jax.tree_util.tree_map(lambda a, v: a.at[slot].set(v), path, each(p)),
+            lambda: path)
+        return (p, s, path), loss
+
+    (adapted, final_state, path), losses = jax.lax.scan(
+        record, (params, opt_state, path), (support, jnp.asarray(slots)), unroll=unroll)
     return adapted, final_state, losses, path
 
 

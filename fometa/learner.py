@@ -258,25 +258,17 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
             raise ValueError(f"steps {tuple(steps)} must increase and end at most at the "
                              f"support's {num_steps(support)} inner steps")
         each = model_params if each is None else (lambda p, f=each: f(model_params(p)))
-        stack = lambda *xs: jnp.stack(xs)
-        if steps[-1] > 0 and tuple(steps) in (tuple(range(steps[-1] + 1)),
-                                             tuple(range(1, steps[-1] + 1))):
-            # Every step: one loop whose body also records (one scan body to compile).
-            upto = jax.tree_util.tree_map(lambda a: a[:steps[-1]], support)
+        at = tuple(k for k in steps if k > 0)
+        path = None
+        if at:  # one loop, recording after the step counts in `at` (one body to compile)
+            upto = jax.tree_util.tree_map(lambda a: a[:at[-1]], support)
             _, _, _, path = inner_path(loss_fn, state.params, upto, opt, task_start(state),
-                                       each, unroll)
-            if steps[0] == 0:
-                path = jax.tree_util.tree_map(
-                    lambda first, rest: jnp.concatenate([first[None], rest]),
-                    each(state.params), path)
-            return path
-        params, inner, done, path = state.params, task_start(state), 0, []
-        for k in steps:  # one inner loop per stretch between recorded step counts
-            stretch = jax.tree_util.tree_map(lambda a: a[done:k], support)
-            params, inner, _ = inner_loop(loss_fn, params, stretch, opt, inner, unroll)
-            path.append(each(params))
-            done = k
-        return jax.tree_util.tree_map(stack, *path)
+                                       each, unroll, at=at)
+        if steps[0] == 0:
+            first = jax.tree_util.tree_map(lambda x: x[None], each(state.params))
+            path = first if path is None else jax.tree_util.tree_map(
+                lambda a, b: jnp.concatenate([a, b]), first, path)
+        return path
 
     return MetaLearner(init, step, adapt)
 

@@ -113,6 +113,29 @@ def call(name, params, support, query, inner_opt, **kw):
     return CONTRACT[name](quad_loss, params, support, query, inner_opt, **kw)
 
 
+@pytest.mark.parametrize("steps", [(0, 1, 3, 7), (2, 5), (0,), (1, 2, 3, 4, 5, 6, 7)])
+def test_adapt_records_the_path_at_the_asked_step_counts(steps):
+    """`learner.adapt(state, support, steps, each)` (evaluation's inner-steps curve): each
+    after exactly those numbers of SGD steps, against the affine recursion in numpy, for a
+    vmapped batch of tasks (the recording runs under a lax.cond on the unbatched count)."""
+    alpha, k, tasks = 0.2, 7, 3
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(4)
+        support, _ = quad_task(rng, k, tasks)
+        phi = rng.normal(size=DIM)
+        learner = fometa.meta_learner("fomaml", quad_loss, alpha)
+        state = learner.init(jnp.asarray(phi))
+        each = lambda p: {"p": p, "norm": jnp.sum(p ** 2)}
+        got = jax.jit(jax.vmap(lambda s: learner.adapt(state, s, steps, each)))(support)
+        for t in range(tasks):
+            for i, n in enumerate(steps):
+                prefix = {key: v[t, :n] for key, v in support.items()}
+                want = quad_closed_form(phi, prefix, {"A": np.eye(DIM), "c": np.zeros(DIM)},
+                                        alpha)["adapted"] if n else phi
+                np.testing.assert_allclose(got["p"][t, i], want, rtol=1e-12)
+                np.testing.assert_allclose(got["norm"][t, i], want @ want, rtol=1e-12)
+
+
 # --- 1. closed forms in float64 --------------------------------------------------------
 
 @pytest.mark.parametrize("as_dict, inner_opt_kind", [(False, "float"), (True, "optax_sgd")],

@@ -1,0 +1,66 @@
+"""Compile time of every preset's training loop and evaluation, as `fometa train` builds them.
+
+    python benchmarks/compile_times.py [--preset NAME ...] [--json]
+
+For each preset (default: all of them) builds the run as `fometa train --preset NAME` does
+(settings, problem on random images of the dataset's shapes, learner, initial state) and
+compiles, ahead of time and timed one after the other, the training loop (`results.json`'s
+`compile_seconds`: one program serves chunks of every length) and the evaluation of the
+preset's `--eval-tasks` (one program serves the periodic and final evaluations). Prints one
+line per preset and, last, a JSON list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+from fometa.run import PRESETS, make_learner, resolve
+from fometa.run.training import Chunks, Setup, evaluation, initial_state, seed_key
+from fometa.sharding import task_mesh
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from preset_speed import synthetic_problem  # noqa: E402  (random images of a dataset's shapes)
+
+
+def compile_times(preset: str) -> dict:
+    """Seconds to compile `preset`'s training loop and its evaluation."""
+    cfg = resolve(preset=preset)
+    problem = synthetic_problem(cfg)
+    run = Setup(problem, make_learner(cfg, problem), *jax.random.split(seed_key(cfg.seed), 3))
+    state = initial_state(cfg, run)
+    mesh = task_mesh()
+    chunks = Chunks(cfg, run, run.train_key, mesh)
+    chunks.prepare(state)
+    evaluate = evaluation(cfg, run, mesh)
+    t0 = time.perf_counter()
+    evaluate.prepare(state, cfg.eval_tasks)
+    return {"preset": preset, "algorithm": cfg.algorithm, "dataset": cfg.dataset,
+            "train_compile_s": chunks.compile_seconds,
+            "eval_compile_s": time.perf_counter() - t0,
+            "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", action="append", choices=list(PRESETS), metavar="NAME")
+    parser.add_argument("--json", action="store_true", help="only the JSON list")
+    args = parser.parse_args(argv)
+    rows = []
+    for preset in args.preset or PRESETS:
+        row = compile_times(preset)
+        rows.append(row)
+        if not args.json:
+            print(f"{preset:28s} training {row['train_compile_s']:5.1f} s  "
+                  f"evaluation {row['eval_compile_s']:5.1f} s", flush=True)
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
