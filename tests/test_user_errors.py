@@ -274,7 +274,7 @@ def test_a_run_refused_at_its_start_leaves_no_folder(cli_error, tmp_path):
     run_dir = tmp_path / "new" / "run"
     err = cli_error(["train", "--algorithm", "maml", "--per-step-bn", "--run-dir", str(run_dir)])
     assert "no batch norm" in err
-    assert not run_dir.exists()
+    assert not (tmp_path / "new").exists()  # nor the parent made for it
     (tmp_path / "kept").mkdir()  # a folder the user made stays, whatever happens in it
     cli_error(["train", "--algorithm", "maml", "--per-step-bn", "--run-dir",
                str(tmp_path / "kept")])

@@ -135,6 +135,14 @@ class MetricsLog:
         self.close()
 
 
+def _outermost_missing(path: Path) -> Path | None:
+    """The outermost of `path` and its parents that does not exist yet (None: `path` exists)."""
+    missing = None
+    while not path.exists():
+        missing, path = path, path.parent
+    return missing
+
+
 class RunDir:
     """A run directory at `path`."""
 
@@ -154,7 +162,7 @@ class RunDir:
             return
         if not create:
             _existing(self.file(CONFIG))
-        created = not self.path.exists()
+        created = _outermost_missing(self.path)  # the folders this call makes start here
         self._check_writable()
         with open(self.file(LOCK), "a+") as lock:
             try:
@@ -173,10 +181,14 @@ class RunDir:
             finally:
                 lock.seek(0)
                 lock.truncate()
-                if created and os.listdir(self.path) == [LOCK]:
-                    # A run refused before it wrote anything leaves no empty folder behind.
+                if created is not None and os.listdir(self.path) == [LOCK]:
+                    # A run refused before it wrote anything leaves no empty folder behind,
+                    # nor the parents it made for it.
                     os.unlink(self.file(LOCK))
-                    self.path.rmdir()
+                    for folder in (self.path, *self.path.parents):
+                        folder.rmdir()
+                        if folder == created:
+                            break
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _check_writable(self) -> None:
