@@ -20,8 +20,8 @@ from pathlib import Path
 
 import jax
 
-from fometa.run import PRESETS, make_learner, resolve
-from fometa.run.training import Chunks, Setup, evaluation, initial_state, seed_key
+from fometa.run import PRESETS, resolve, setup
+from fometa.run.training import Chunks, evaluation, initial_state
 from fometa.sharding import task_mesh
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,8 +31,7 @@ from preset_speed import synthetic_problem  # noqa: E402  (random images of a da
 def compile_times(preset: str) -> dict:
     """Seconds to compile `preset`'s training loop and its evaluation."""
     cfg = resolve(preset=preset)
-    problem = synthetic_problem(cfg)
-    run = Setup(problem, make_learner(cfg, problem), *jax.random.split(seed_key(cfg.seed), 3))
+    run = setup(cfg, synthetic_problem(cfg))
     state = initial_state(cfg, run)
     mesh = task_mesh()
     chunks = Chunks(cfg, run, run.train_key, mesh)

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fometa.data import is_rotated
-from fometa.run import (Splits, chunk_runner, classification_problem, evaluate_tasks,
-                        make_learner, make_problem, resolve)
+from fometa.run import (Config, Problem, Splits, chunk_runner, classification_problem,
+                        evaluate_tasks, make_learner, make_problem, resolve)
 from fometa.run.problems import MATMUL_PRECISIONS, matmul_precision
 
 SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1)),
@@ -30,7 +30,7 @@ SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1)),
           "cifar-fs": ((64, 60, 32, 32, 3), (20, 60, 32, 32, 3))}
 
 
-def synthetic_problem(cfg):
+def synthetic_problem(cfg: Config) -> Problem:
     """`cfg`'s problem, on random uint8 images of its dataset's shapes (SHAPES) in place of
     the dataset's: compiled programs and their speed do not depend on the pixels."""
     if cfg.dataset == "sine":

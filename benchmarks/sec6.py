@@ -9,11 +9,11 @@ README commands, flag for flag: SGD in both loops (inner learning rate 0.003 on 
 cross-entropy of 25 images, no state), meta-batch 1, meta step 0.25 (or 0.125, 0.08325,
 0.0625) annealed to 0, k in {1, 2, 3, 4} inner steps on k non-overlapping minibatches (5k
 training shots per class, no training query: the paper's code draws none, and k = 4 uses
-all 20 images of an Omniglot class), evaluation after 5 steps on the 25 support images. Reptile with k
-steps moves along the sum of the k gradients g1 + ... + gk (and, with the meta step divided
-by k, their mean); the paper's FOML (`--foml`, here `--algorithm foml`) along the last one,
-gk. The paper's finding: gk alone learns little for k = 1 (that is joint training) and well
-for k >= 2; sums of gradients learn faster than single ones.
+all 20 images of an Omniglot class), evaluation after 5 steps on the 25 support images.
+Reptile with k steps moves along the sum of the k gradients g1 + ... + gk (and, with the
+meta step divided by k, their mean); the paper's FOML (`--foml`, here `--algorithm foml`)
+along the last one, gk. The paper's finding: gk alone learns little for k = 1 (that is
+joint training) and well for k >= 2; sums of gradients learn faster than single ones.
 
 overlap (Sec. 6.3, "overlap between inner-loop minibatches"): Reptile, FOML whose last
 minibatch is part of the cycle (shared tail), the same with minibatches drawn with

@@ -124,16 +124,17 @@ def inner_path(loss_fn: LossFn, params: Params, support: Batch,
                ) -> tuple[Params, optax.OptState, jax.Array, Any]:
     """`inner_loop` that also returns `each(params)` after every step, stacked [steps, ...]
     (e.g. a metric along the adaptation, computed in the same loop); with `at` (increasing
-    step counts in 1..steps), only after those steps, stacked [len(at), ...]. Either way the
-    loop has one body (one copy of the step and of `each` to compile): `each` runs under a
-    `lax.cond` on the step count, which stays a branch under `vmap` (the count is not
-    batched)."""
+    step counts in 1..steps), only after those steps, stacked [len(at), ...]: the one loop
+    body (one copy of the step and of `each` to compile) then runs `each` under a `lax.cond`
+    on the step count, which stays a branch under `vmap` (the count is not batched)."""
     steps = num_steps(support)
-    at = None if at is None or tuple(at) == tuple(range(1, steps + 1)) else tuple(at)
-    if at is not None and (not at or list(at) != sorted(set(at)) or at[0] < 1
-                           or at[-1] > steps):
-        raise ValueError(f"at {at} must be increasing step counts from 1 to the support's "
-                         f"{steps} inner steps")
+    if at is not None:
+        at = tuple(at)
+        if not (at and all(isinstance(k, numbers.Integral) for k in at)
+                and list(at) == sorted(set(at)) and at[0] >= 1 and at[-1] <= steps):
+            raise ValueError(f"at {at} must be increasing whole step counts from 1 to the "
+                             f"support's {steps} inner steps")
+        at = None if at == tuple(range(1, steps + 1)) else at
     step = _stepper(loss_fn, opt, each if at is None else None)
     if remat:
         step = jax.checkpoint(step, prevent_cse=False)

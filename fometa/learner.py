@@ -254,7 +254,8 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
             adapted, _, _ = inner_loop(loss_fn, state.params, support, opt, task_start(state),
                                        unroll)
             return model_params(adapted)
-        if list(steps) != sorted(set(steps)) or steps[-1] > num_steps(support):
+        if (not steps or list(steps) != sorted(set(steps)) or steps[0] < 0
+                or steps[-1] > num_steps(support)):
             raise ValueError(f"steps {tuple(steps)} must increase and end at most at the "
                              f"support's {num_steps(support)} inner steps")
         each = model_params if each is None else (lambda p, f=each: f(model_params(p)))

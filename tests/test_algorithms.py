@@ -136,6 +136,20 @@ def test_adapt_records_the_path_at_the_asked_step_counts(steps):
                 np.testing.assert_allclose(got["norm"][t, i], want @ want, rtol=1e-12)
 
 
+def test_recorded_step_counts_are_checked():
+    learner = fometa.meta_learner("reptile", quad_loss, 0.1)
+    state = learner.init(jnp.zeros(DIM))
+    support, _ = quad_task(np.random.default_rng(0), 4)
+    for steps in ((-1, 3), (), (3, 2), (0, 5)):
+        with pytest.raises(ValueError, match=r"steps .* must increase"):
+            learner.adapt(state, support, steps)
+    opt = optax.sgd(0.1)
+    for at in ((2.0, 3.0), (0, 2), (3, 2), (5,), ()):
+        with pytest.raises(ValueError, match=r"must be increasing whole step counts"):
+            fometa.inner.inner_path(quad_loss, jnp.zeros(DIM), support, opt,
+                                    opt.init(jnp.zeros(DIM)), lambda p: p, at=at)
+
+
 # --- 1. closed forms in float64 --------------------------------------------------------
 
 @pytest.mark.parametrize("as_dict, inner_opt_kind", [(False, "float"), (True, "optax_sgd")],

@@ -80,7 +80,8 @@ def test_no_queries_leaves_the_query_out_and_uses_every_image(images, tail):
     learner = fometa.meta_learner("reptile", loss, 0.1)
     state = learner.init(jnp.zeros((S * S, 3)))
     batch = jax.tree_util.tree_map(lambda a: a[None], task)
-    with_query = batch._replace(query={"x": batch.support["x"][:, 0], "y": batch.support["y"][:, 0]})
+    with_query = batch._replace(query={"x": batch.support["x"][:, 0],
+                                       "y": batch.support["y"][:, 0]})
     np.testing.assert_array_equal(learner.step(state, batch)[0].params,
                                   learner.step(state, with_query)[0].params)
 

@@ -31,6 +31,10 @@ def test_train_task_shapes_and_values():
     for batch in (task.support, task.query):
         np.testing.assert_allclose(batch["y"], amp * np.sin(batch["x"] + phase), atol=1e-5)
     assert 0.1 <= float(amp) <= 5 and 0 <= float(phase) <= 2 * math.pi
+    # No query points: no query, and the same support (the query's key is its own).
+    bare = tasks._replace(query_points=0).train_task(jax.random.PRNGKey(1))
+    assert bare.query is None
+    np.testing.assert_array_equal(bare.support["x"], task.support["x"])
 
 
 def test_eval_task_repeats_the_same_shots():

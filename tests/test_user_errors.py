@@ -275,6 +275,12 @@ def test_a_run_refused_at_its_start_leaves_no_folder(cli_error, tmp_path):
     err = cli_error(["train", "--algorithm", "maml", "--per-step-bn", "--run-dir", str(run_dir)])
     assert "no batch norm" in err
     assert not (tmp_path / "new").exists()  # nor the parent made for it
+    # Through '..', a folder that existed stays; and a parent another run now uses stays.
+    (tmp_path / "existing").mkdir()
+    cli_error(["train", "--algorithm", "maml", "--per-step-bn", "--run-dir",
+               str(tmp_path / "fresh" / ".." / "existing" / "run")])
+    assert (tmp_path / "existing").is_dir() and not (tmp_path / "existing" / "run").exists()
+    assert not (tmp_path / "fresh").exists()
     (tmp_path / "kept").mkdir()  # a folder the user made stays, whatever happens in it
     cli_error(["train", "--algorithm", "maml", "--per-step-bn", "--run-dir",
                str(tmp_path / "kept")])

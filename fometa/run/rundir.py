@@ -135,12 +135,16 @@ class MetricsLog:
         self.close()
 
 
-def _outermost_missing(path: Path) -> Path | None:
-    """The outermost of `path` and its parents that does not exist yet (None: `path` exists)."""
-    missing = None
-    while not path.exists():
-        missing, path = path, path.parent
-    return missing
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders that making `path` creates, last made first: each prefix of it ('..'
+    resolved, as the OS walks it) that does not exist yet."""
+    prefix, missing = Path(), []
+    for part in Path(path).absolute().parts:
+        prefix = prefix / part
+        folder = Path(os.path.abspath(prefix))
+        if not folder.exists() and folder not in missing:
+            missing.append(folder)
+    return missing[::-1]
 
 
 class RunDir:
@@ -162,7 +166,7 @@ class RunDir:
             return
         if not create:
             _existing(self.file(CONFIG))
-        created = _outermost_missing(self.path)  # the folders this call makes start here
+        created = _missing_folders(self.path)  # what making the run directory creates
         self._check_writable()
         with open(self.file(LOCK), "a+") as lock:
             try:
@@ -181,13 +185,14 @@ class RunDir:
             finally:
                 lock.seek(0)
                 lock.truncate()
-                if created is not None and os.listdir(self.path) == [LOCK]:
+                if created and os.listdir(self.path) == [LOCK]:
                     # A run refused before it wrote anything leaves no empty folder behind,
-                    # nor the parents it made for it.
+                    # nor the parents it made for it (one another run now uses stays).
                     os.unlink(self.file(LOCK))
-                    for folder in (self.path, *self.path.parents):
-                        folder.rmdir()
-                        if folder == created:
+                    for folder in created:
+                        try:
+                            folder.rmdir()
+                        except OSError:
                             break
                 fcntl.flock(lock, fcntl.LOCK_UN)
 

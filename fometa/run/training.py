@@ -58,9 +58,10 @@ def seed_key(seed: int) -> jax.Array:
     return jnp.asarray([seed >> 32, seed & 0xFFFFFFFF], dtype=jnp.uint32)
 
 
-def setup(cfg: Config) -> Setup:
-    """The problem, learner and keys of a run (shared by `train` and `evaluate_run`)."""
-    problem = make_problem(cfg)
+def setup(cfg: Config, problem: Problem | None = None) -> Setup:
+    """The problem (default: `make_problem(cfg)`), learner and keys of a run (shared by
+    `train` and `evaluate_run`)."""
+    problem = make_problem(cfg) if problem is None else problem
     learner = make_learner(cfg, problem)
     init_key, train_key, eval_key = jax.random.split(seed_key(cfg.seed), 3)
     return Setup(problem, learner, init_key, train_key, eval_key)

@@ -62,7 +62,8 @@ class SineTasks(NamedTuple):
         else:
             x = self._uniform(kx, self.train_points)
         idx = epoch_batches(kb, self.train_points, self.inner_batch, self.inner_iters)
-        query = self._batch(kf, self._uniform(kq, self.query_points)) if self.query_points else None
+        query = (self._batch(kf, self._uniform(kq, self.query_points)) if self.query_points
+                 else None)
         return Task(self._batch(kf, x[idx]), query)
 
     def eval_task(self, key: jax.Array) -> Task:
