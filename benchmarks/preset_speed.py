@@ -65,11 +65,11 @@ def _measure(cfg, preset: str, conv: str, iters: int, repeats: int, eval_tasks: 
     t0 = time.perf_counter()
     compiled = run.lower(state, its).compile()
     compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(state, its))
+    jax.block_until_ready(compiled(state, its, run.data))
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(compiled(state, its))
+        jax.block_until_ready(compiled(state, its, run.data))
         times.append(time.perf_counter() - t0)
     ms = statistics.median(times) / iters * 1e3
     out = {"preset": preset, "algorithm": cfg.algorithm, "conv": conv,

@@ -171,3 +171,43 @@ def test_run_directory_file_names_live_in_the_run_directory_module():
         found = {n.value for n in ast.walk(ast.parse(path.read_text()))
                  if isinstance(n, ast.Constant) and isinstance(n.value, str)} & names
         assert not found, (path, found)
+
+
+def test_the_dataset_is_an_argument_of_the_compiled_programs_not_a_constant():
+    """A split 10x larger leaves the training loop's and the evaluation's programs the same
+    size (no dataset compiled in), and reading the split as an argument computes what the
+    problem's own task functions, which close over it, compute."""
+    from fometa.run import Splits, chunk_runner, classification_problem, evaluate_tasks, make_learner
+    from fometa.run.loop import task_batch
+
+    cfg = resolve(preset="reptile-omniglot-5w1s", meta_batch=2, inner_iters=2, eval_inner_iters=2)
+    rng = np.random.default_rng(0)
+
+    def problem(classes):
+        return classification_problem(cfg, Splits(
+            rng.integers(0, 256, (classes, 20, 28, 28, 1), np.uint8),
+            rng.integers(0, 256, (classes, 20, 28, 28, 1), np.uint8)))
+
+    small, big = problem(10), problem(100)  # the big split: 3 MB of images
+    key = jax.random.PRNGKey(1)
+    learner = make_learner(cfg, big)
+    state = learner.init(big.init_params(jax.random.PRNGKey(0)))
+    its = jnp.arange(2, dtype=jnp.int32)
+    texts = [chunk_runner(learner, p, 2, key).lower(state, its).as_text() for p in (small, big)]
+    assert abs(len(texts[1]) - len(texts[0])) < 10 ** 4  # the shapes differ, 3 MB would not
+
+    def closure_steps(state):  # the task functions with the splits closed over (constants)
+        for i in range(2):
+            state, _ = learner.step(state, task_batch(big, jax.random.fold_in(key, i), 2))
+        return state
+    expected = jax.jit(closure_steps)(state)
+    got, _ = chunk_runner(learner, big, 2, key)(state, its)
+    for a, b in zip(jax.tree_util.tree_leaves(expected.params), jax.tree_util.tree_leaves(got.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    # evaluation: the same tasks as the problem's eval_task draws with the split closed over
+    tasks = jax.vmap(big.eval_task)(jax.random.split(jax.random.PRNGKey(2), 3))
+    evaluated = evaluate_tasks(learner, got, big, jax.random.PRNGKey(2), 3, steps=(0,))
+    closed = jax.jit(jax.vmap(lambda t: big.metric_fn(got.params, t.query)))(tasks)
+    np.testing.assert_allclose(evaluated["accuracy_transductive"][:, 0],
+                               closed["accuracy_transductive"])

@@ -75,7 +75,7 @@ SCRIPT = textwrap.dedent(r'''
                              for s in seen]
     out["state_devices"] = sorted({len(x.sharding.device_set) for x in jax.tree_util.tree_leaves(state)})
     out["state_replicated"] = all(x.sharding.is_fully_replicated for x in jax.tree_util.tree_leaves(state))
-    out["jit_cache_size"] = run._cache_size()
+    out["jit_cache_size"] = run.fn._cache_size()
     hlo = run.lower(state, replicate(np.arange(3, dtype=np.int32), mesh)).as_text()
     out["hlo_constraint"] = ('["tasks"=2]' in hlo and '[{"tasks"}' in hlo  # Shardy
                              or "devices=[2" in hlo)  # GSPMD

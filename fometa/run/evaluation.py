@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fometa.learner import MetaLearner, MetaState, evaluate
-from fometa.run.problems import Problem
+from fometa.run.problems import Problem, bound
 from fometa.sharding import (Mesh, mesh_size, replicate, replicated, shard_tasks, task_mesh,
                              task_sharded)
 
@@ -51,9 +51,11 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
         memory = 1 << 30 if jax.default_backend() == "cpu" else 1 << 34
     whole, split = replicated(mesh), task_sharded(mesh)
 
-    @functools.partial(jax.jit, in_shardings=(whole, split), out_shardings=whole)
-    def eval_chunk(state, keys):
-        tasks = shard_tasks(jax.vmap(problem.eval_task)(keys), mesh)
+    data = replicate(problem.data, mesh)  # an argument of the program, not a constant in it
+
+    @functools.partial(jax.jit, in_shardings=(whole, split, whole), out_shardings=whole)
+    def eval_chunk(state, keys, data):
+        tasks = shard_tasks(jax.vmap(bound(problem, data).eval_task)(keys), mesh)
         return evaluate(learner, state, tasks, problem.metric_fn, steps)
 
     compiled: dict[int, Any] = {}  # by chunk size
@@ -70,7 +72,8 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
         padded = num_tasks + (-num_tasks % chunk)  # repeat tasks to fill the last chunk
         keys = keys[jnp.arange(padded) % num_tasks] if padded > num_tasks else keys
         if chunk not in compiled:
-            compiled[chunk] = eval_chunk.lower(state, jax.device_put(keys[:chunk], split)).compile()
+            compiled[chunk] = eval_chunk.lower(state, jax.device_put(keys[:chunk], split),
+                                               data).compile()
         return state, keys, chunk, compiled[chunk]
 
     def run(state: MetaState, key: jax.Array, num_tasks: int,
@@ -78,8 +81,8 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
         state, keys, chunk, evaluate_chunk = chunks(state, key, num_tasks)
         out = []
         for i in range(0, len(keys), chunk):
-            out.append(jax.device_get(evaluate_chunk(state, jax.device_put(keys[i:i + chunk],
-                                                                           split))))
+            out.append(jax.device_get(evaluate_chunk(
+                state, jax.device_put(keys[i:i + chunk], split), data)))
             if progress is not None:
                 progress(min(i + chunk, num_tasks), num_tasks)
         return {k: np.concatenate([o[k] for o in out])[:num_tasks] for k in out[0]}

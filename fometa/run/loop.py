@@ -1,19 +1,36 @@
 """The compiled training loop: chunks of meta-iterations inside one jitted `lax.scan`.
 
 Task sampling, inner loops and meta-updates all run inside it, optionally sharded over a
-device mesh.
+device mesh. The problem's data (`Problem.data`: a dataset's splits) is an argument of the
+compiled program, never a constant in it.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from fometa.learner import MetaLearner
-from fometa.run.problems import Problem
-from fometa.sharding import Mesh, check_divisible, replicated, shard_tasks, task_mesh
+from fometa.run.problems import Problem, bound
+from fometa.sharding import Mesh, check_divisible, replicate, replicated, shard_tasks, task_mesh
+
+
+class Runner(NamedTuple):
+    """A jitted `fn(*args, data)` with its problem's data: `runner(*args)` runs it and
+    `runner.lower(*args)` lowers it, both with `data`, which the compiled program takes
+    last: `runner.lower(*args).compile()(*args, runner.data)`."""
+
+    fn: Callable
+    data: Any
+
+    def __call__(self, *args):
+        return self.fn(*args, self.data)
+
+    def lower(self, *args):
+        return self.fn.lower(*args, self.data)
 
 
 def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
@@ -23,8 +40,8 @@ def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
 
 def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array,
                  mesh: Mesh | None = None, unroll: int | bool = 1):
-    """A jitted `run(state, iterations) -> (state, mean metrics)` over a run of iterations.
-    With a learner that checks finiteness (`meta_learner(check_finite=True)`), the metrics
+    """A jitted `run(state, iterations) -> (state, mean metrics)` over a run of iterations
+    (a `Runner`: its compiled program takes the problem's data last). With a learner that checks finiteness (`meta_learner(check_finite=True)`), the metrics
     hold "nonfinite_at": the first iteration whose step was not finite, or -1.
 
     Iteration i samples its tasks from `fold_in(train_key, i)`, so results do not depend on
@@ -42,14 +59,16 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
     mesh = task_mesh() if mesh is None else mesh
     check_divisible(meta_batch, mesh)
 
-    def body(state, i):
-        tasks = task_batch(problem, jax.random.fold_in(train_key, i), meta_batch)
-        return learner.step(state, shard_tasks(tasks, mesh))
-
     whole = replicated(mesh)
 
-    @functools.partial(jax.jit, in_shardings=(whole, whole), out_shardings=(whole, whole))
-    def meta_chunk(state, iterations):
+    @functools.partial(jax.jit, in_shardings=(whole, whole, whole), out_shardings=(whole, whole))
+    def meta_chunk(state, iterations, data):
+        on = bound(problem, data)
+
+        def body(state, i):
+            tasks = task_batch(on, jax.random.fold_in(train_key, i), meta_batch)
+            return learner.step(state, shard_tasks(tasks, mesh))
+
         state, metrics = jax.lax.scan(body, state, iterations, unroll=unroll)
         finite = metrics.pop("finite", None)
         means = jax.tree_util.tree_map(jnp.mean, metrics)
@@ -58,28 +77,31 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
                                               iterations[jnp.argmin(finite)])
         return state, means
 
-    return meta_chunk
+    return Runner(meta_chunk, replicate(problem.data, mesh))
 
 
 def loop_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array,
                 mesh: Mesh | None = None):
-    """A jitted `run(state, start, n) -> (state, mean metrics)` over meta-iterations
-    start .. start + n - 1: `chunk_runner`'s iterations in a `lax.fori_loop` whose length is
+    """A jitted `run(state, start, n) -> (state, mean metrics)` (a `Runner`) over
+    meta-iterations start .. start + n - 1: `chunk_runner`'s iterations in a `lax.fori_loop` whose length is
     an argument, so one compiled program serves chunks of every length (the training loop
     times a short first chunk to choose the others' length). The metrics are the chunk's
     means, with "nonfinite_at" as in `chunk_runner` for a learner that checks finiteness."""
     mesh = task_mesh() if mesh is None else mesh
     check_divisible(meta_batch, mesh)
 
-    def step(state, i):
-        tasks = task_batch(problem, jax.random.fold_in(train_key, i), meta_batch)
-        state, metrics = learner.step(state, shard_tasks(tasks, mesh))
-        return state, metrics.pop("finite", jnp.float32(1.0)), metrics
-
     whole = replicated(mesh)
 
-    @functools.partial(jax.jit, in_shardings=(whole, whole, whole), out_shardings=(whole, whole))
-    def meta_chunk(state, start, n):
+    @functools.partial(jax.jit, in_shardings=(whole, whole, whole, whole),
+                       out_shardings=(whole, whole))
+    def meta_chunk(state, start, n, data):
+        on = bound(problem, data)
+
+        def step(state, i):
+            tasks = task_batch(on, jax.random.fold_in(train_key, i), meta_batch)
+            state, metrics = learner.step(state, shard_tasks(tasks, mesh))
+            return state, metrics.pop("finite", jnp.float32(1.0)), metrics
+
         shapes = jax.eval_shape(step, state, start)[2]
         sums = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
@@ -95,4 +117,4 @@ def loop_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_k
         means["nonfinite_at"] = first
         return state, means
 
-    return meta_chunk
+    return Runner(meta_chunk, replicate(problem.data, mesh))

@@ -228,7 +228,7 @@ class Chunks:
 
     def __call__(self, state: MetaState, start: int, n: int):
         self.prepare(state)
-        return self._compiled(state, self._scalar(start), self._scalar(n))
+        return self._compiled(state, self._scalar(start), self._scalar(n), self._runner.data)
 
 
 def meta_train(cfg: Config, run: Setup, chunks: Chunks, state: MetaState, done: int,
