@@ -1,7 +1,8 @@
 """Milliseconds per meta-iteration of a preset's compiled training step, and compile time.
 
     python benchmarks/preset_speed.py --preset reptile-omniglot-5w1s [--conv patch|xla|auto]
-        [--iters 50] [--eval-tasks 100] [--remat] [--chunk-unroll K] [--dtype bfloat16] [--json]
+        [--iters 50] [--eval-tasks 100] [--eval-memory BYTES] [--remat] [--chunk-unroll K]
+        [--dtype bfloat16] [--json]
 
 Uses random uint8 images of the dataset's shapes (timing does not depend on the pixels),
 so no data is needed. Times `--iters` meta-iterations inside one compiled `lax.scan` (as
@@ -22,7 +23,7 @@ import numpy as np
 
 from fometa.data import is_rotated
 from fometa.run import (Config, Problem, Splits, chunk_runner, classification_problem,
-                        evaluate_tasks, make_learner, make_problem, resolve)
+                        evaluator, make_learner, make_problem, resolve)
 from fometa.run.problems import MATMUL_PRECISIONS, matmul_precision
 
 SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1)),
@@ -47,15 +48,16 @@ def synthetic_problem(cfg: Config) -> Problem:
 
 def measure(preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
             algorithm: str | None = None, remat: bool = False, chunk_unroll: int = 1,
-            dtype: str = "float32", precision: str = "default") -> dict:
+            dtype: str = "float32", precision: str = "default",
+            eval_memory: int | None = None) -> dict:
     cfg = resolve(preset=preset, conv=conv, algorithm=algorithm, remat=remat, dtype=dtype,
                   matmul_precision=precision)
     with matmul_precision(precision):
-        return _measure(cfg, preset, conv, iters, repeats, eval_tasks, chunk_unroll)
+        return _measure(cfg, preset, conv, iters, repeats, eval_tasks, chunk_unroll, eval_memory)
 
 
 def _measure(cfg, preset: str, conv: str, iters: int, repeats: int, eval_tasks: int,
-             chunk_unroll: int) -> dict:
+             chunk_unroll: int, eval_memory: int | None = None) -> dict:
     problem = synthetic_problem(cfg)
     learner = make_learner(cfg, problem)
     state = learner.init(problem.init_params(jax.random.PRNGKey(0)))
@@ -78,9 +80,10 @@ def _measure(cfg, preset: str, conv: str, iters: int, repeats: int, eval_tasks: 
            "iters": iters, "chunk_unroll": chunk_unroll, "remat": cfg.remat, "dtype": cfg.dtype,
            "matmul_precision": cfg.matmul_precision}
     if eval_tasks:
-        evaluate_tasks(learner, state, problem, jax.random.PRNGKey(2), eval_tasks)  # warm-up
+        evaluate = evaluator(learner, problem, memory=eval_memory)
+        evaluate.prepare(state, jax.random.PRNGKey(3), eval_tasks)  # compiled ahead
         t0 = time.perf_counter()
-        evaluate_tasks(learner, state, problem, jax.random.PRNGKey(3), eval_tasks)
+        evaluate(state, jax.random.PRNGKey(3), eval_tasks)
         out["eval_ms_per_task"] = (time.perf_counter() - t0) / eval_tasks * 1e3
     return out
 
@@ -93,6 +96,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--eval-tasks", type=int, default=0)
+    parser.add_argument("--eval-memory", type=int,
+                        help="the evaluator's memory budget in bytes (default: its own)")
     parser.add_argument("--remat", action="store_true", help="as fometa train --remat")
     parser.add_argument("--chunk-unroll", type=int, default=1,
                         help="unroll of the scan over meta-iterations (GPU loop overhead)")
@@ -104,7 +109,8 @@ def main() -> None:
     for preset in args.preset:
         for conv in args.conv or ["auto"]:
             row = measure(preset, conv, args.iters, args.repeats, args.eval_tasks, args.algorithm,
-                          args.remat, args.chunk_unroll, args.dtype, args.matmul_precision)
+                          args.remat, args.chunk_unroll, args.dtype, args.matmul_precision,
+                          args.eval_memory)
             rows.append(row)
             print(f"{preset:28s} {row['algorithm']:8s} conv={conv:5s} {row['ms_per_meta_iter']:9.2f} "
                   f"ms/meta-iter  compile {row['compile_s']:.1f} s"
