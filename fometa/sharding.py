@@ -76,6 +76,22 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, replicated(mesh))
 
 
+def replicate_data(tree: Any, mesh: Mesh) -> Any:
+    """Every array of `tree` whole on every device of the mesh, each device's copy made from
+    this process's own host copy (a dataset that every process loaded alike), so that
+    across processes nothing is gathered or compared; arrays already replicated over the
+    mesh are kept, so that a dataset placed once serves every compiled program."""
+    whole = replicated(mesh)
+
+    def put(x):
+        if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(whole, x.ndim):
+            return x
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, whole, lambda index: host[index])
+
+    return jax.tree_util.tree_map(put, tree)
+
+
 def device_names(mesh: Mesh) -> list[str]:
     """The mesh's devices as "platform:kind:id" strings, in mesh order, for run records."""
     return [f"{d.platform}:{d.device_kind}:{d.id}" for d in mesh.devices.flat]

@@ -44,10 +44,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_two(run_dir: Path, pause: float = 0.0) -> list[subprocess.Popen]:
+def start_two(run_dir: Path, pause: float = 0.0, args: list[str] = ARGS,
+              cache: Path | None = None) -> list[subprocess.Popen]:
     port = free_port()
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-    return [subprocess.Popen([sys.executable, "-c", RUNNER, str(pause), *ARGS, "--distributed",
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "",
+           **({"FOMETA_CACHE_DIR": str(cache)} if cache else {})}
+    return [subprocess.Popen([sys.executable, "-c", RUNNER, str(pause), *args, "--distributed",
                               "--coordinator", f"localhost:{port}", "--num-processes", "2",
                               "--process-id", str(i), "--run-dir", str(run_dir)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -59,18 +61,19 @@ def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
     return [(p.returncode, *out) for p, out in zip(procs, outputs)]
 
 
-def run_one_process(run_dir: Path) -> None:
+def run_one_process(run_dir: Path, args: list[str] = ARGS, cache: Path | None = None) -> None:
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    proc = subprocess.run([sys.executable, "-m", "fometa", *ARGS, "--run-dir", str(run_dir)],
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           **({"FOMETA_CACHE_DIR": str(cache)} if cache else {})}
+    proc = subprocess.run([sys.executable, "-m", "fometa", *args, "--run-dir", str(run_dir)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
 
 
-def state(run_dir: Path) -> np.ndarray:
+def state(run_dir: Path, step: int = 60) -> np.ndarray:
     """The final checkpoint's meta-state, read with orbax into numpy arrays (it was saved
     across two processes' devices)."""
-    path = (run_dir / "checkpoints" / "60" / "default").absolute()
+    path = (run_dir / "checkpoints" / str(step) / "default").absolute()
     checkpointer = ocp.StandardCheckpointer()
     meta = checkpointer.metadata(path)
     meta = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
@@ -149,3 +152,24 @@ def test_both_killed_then_rerun_resume_identically(runs, tmp_path):
     assert "resumed at meta-iteration 20" in outcome[0][1]
     np.testing.assert_array_equal(state(run_dir), state(root / "two"))
     assert lines(run_dir) == lines(root / "two")
+
+
+def test_an_image_dataset_trains_across_processes_as_on_two_devices(tmp_path):
+    """Each process places its own copy of the splits on its device (nothing gathered across
+    processes): the same run as one process with two devices."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from reference_runs import write_omniglot
+
+    args = ["train", "--preset", "reptile-omniglot-5w1s", "--task-order", "parallel",
+            "--devices", "all", "--meta-iters", "2", "--log-every", "2", "--meta-batch", "2",
+            "--train-shots", "2", "--inner-iters", "2", "--inner-batch", "4",
+            "--eval-tasks", "6", "--eval-inner-iters", "2", "--no-progress", "--no-plots",
+            "--data-dir", str(write_omniglot(tmp_path / "omniglot"))]
+    run_one_process(tmp_path / "one", args, tmp_path / "cache")  # writes the data cache
+    for code, _, err in finish(start_two(tmp_path / "two", args=args, cache=tmp_path / "cache")):
+        assert code == 0, err
+    np.testing.assert_allclose(state(tmp_path / "two", 2), state(tmp_path / "one", 2),
+                               rtol=1e-5, atol=1e-6)
+    ra, rb = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("two", "one"))
+    for mode in ("eval", "eval_transductive"):
+        assert ra[mode]["mean"] == pytest.approx(rb[mode]["mean"], abs=0.04)

@@ -177,7 +177,8 @@ def test_the_dataset_is_an_argument_of_the_compiled_programs_not_a_constant():
     """A split 10x larger leaves the training loop's and the evaluation's programs the same
     size (no dataset compiled in), and reading the split as an argument computes what the
     problem's own task functions, which close over it, compute."""
-    from fometa.run import Splits, chunk_runner, classification_problem, evaluate_tasks, make_learner
+    from fometa.run import (Splits, chunk_runner, classification_problem, evaluate_tasks,
+                            evaluator, loop_runner, make_learner)
     from fometa.run.loop import task_batch
 
     cfg = resolve(preset="reptile-omniglot-5w1s", meta_batch=2, inner_iters=2, eval_inner_iters=2)
@@ -193,8 +194,11 @@ def test_the_dataset_is_an_argument_of_the_compiled_programs_not_a_constant():
     learner = make_learner(cfg, big)
     state = learner.init(big.init_params(jax.random.PRNGKey(0)))
     its = jnp.arange(2, dtype=jnp.int32)
-    texts = [chunk_runner(learner, p, 2, key).lower(state, its).as_text() for p in (small, big)]
-    assert abs(len(texts[1]) - len(texts[0])) < 10 ** 4  # the shapes differ, 3 MB would not
+    for lower in (lambda p: chunk_runner(learner, p, 2, key).lower(state, its),
+                  lambda p: loop_runner(learner, p, 2, key).lower(state, 0, 1),
+                  lambda p: evaluator(learner, p).lower(state, key, 3)):
+        texts = [lower(p).as_text() for p in (small, big)]
+        assert abs(len(texts[1]) - len(texts[0])) < 10 ** 4  # the shapes differ, 3 MB would not
 
     def closure_steps(state):  # the task functions with the splits closed over (constants)
         for i in range(2):

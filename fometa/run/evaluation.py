@@ -17,8 +17,8 @@ import numpy as np
 
 from fometa.learner import MetaLearner, MetaState, evaluate
 from fometa.run.problems import Problem, bound
-from fometa.sharding import (Mesh, mesh_size, replicate, replicated, shard_tasks, task_mesh,
-                             task_sharded)
+from fometa.sharding import (Mesh, mesh_size, replicate, replicate_data, replicated,
+                             shard_tasks, task_mesh, task_sharded)
 
 
 # On the CPU an evaluation chunk of a few image tasks runs faster per task than a large one
@@ -43,7 +43,8 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
     num_tasks)` after each chunk of tasks); with `steps`, after each of those
     numbers of inner steps, [num_tasks, len(steps)], from one adaptation per task
     (`fometa.evaluate`). One `run` compiles once per chunk shape (ahead of time with
-    `run.prepare(state, key, num_tasks)`): keep it for repeated evaluations.
+    `run.prepare(state, key, num_tasks)`; `run.lower(state, key, num_tasks)` is a chunk's
+    lowered program): keep it for repeated evaluations.
 
     Tasks are sampled and adapted to on the device in vmapped chunks sized so that their
     data, and activations estimated at 32x the data, stay under `memory` bytes per device
@@ -59,7 +60,7 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
         memory = CPU_EVAL_MEMORY if jax.default_backend() == "cpu" else 1 << 34
     whole, split = replicated(mesh), task_sharded(mesh)
 
-    data = replicate(problem.data, mesh)  # an argument of the program, not a constant in it
+    data = replicate_data(problem.data, mesh)  # an argument of the program, not a constant
 
     @functools.partial(jax.jit, in_shardings=(whole, split, whole), out_shardings=whole)
     def eval_chunk(state, keys, data):
@@ -68,9 +69,9 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
 
     compiled: dict[int, Any] = {}  # by chunk size
 
-    def chunks(state: MetaState, key: jax.Array, num_tasks: int):
-        """The replicated state, the task keys (padded to whole chunks) and the compiled
-        evaluation of a chunk."""
+    def sized(state: MetaState, key: jax.Array, num_tasks: int):
+        """The replicated state, the task keys (padded to whole chunks), the chunk size and
+        the lowered evaluation of a chunk."""
         task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
             jax.eval_shape(problem.eval_task, key)))
         per_device = max(1, min(-(-num_tasks // n), 1000, memory // (32 * max(task_bytes, 1))))
@@ -79,9 +80,14 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
         keys = jax.random.split(key, num_tasks)
         padded = num_tasks + (-num_tasks % chunk)  # repeat tasks to fill the last chunk
         keys = keys[jnp.arange(padded) % num_tasks] if padded > num_tasks else keys
+        lower = lambda: eval_chunk.lower(state, jax.device_put(keys[:chunk], split), data)
+        return state, keys, chunk, lower
+
+    def chunks(state: MetaState, key: jax.Array, num_tasks: int):
+        """`sized`, with the compiled evaluation of a chunk."""
+        state, keys, chunk, lower = sized(state, key, num_tasks)
         if chunk not in compiled:
-            compiled[chunk] = eval_chunk.lower(state, jax.device_put(keys[:chunk], split),
-                                               data).compile()
+            compiled[chunk] = lower().compile()
         return state, keys, chunk, compiled[chunk]
 
     def run(state: MetaState, key: jax.Array, num_tasks: int,
@@ -96,6 +102,7 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
         return {k: np.concatenate([o[k] for o in out])[:num_tasks] for k in out[0]}
 
     run.prepare = lambda state, key, num_tasks: chunks(state, key, num_tasks) and None
+    run.lower = lambda state, key, num_tasks: sized(state, key, num_tasks)[3]()
     return run
 
 

@@ -8,29 +8,42 @@ compiled program, never a constant in it.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
 from fometa.learner import MetaLearner
 from fometa.run.problems import Problem, bound
-from fometa.sharding import Mesh, check_divisible, replicate, replicated, shard_tasks, task_mesh
+from fometa.sharding import (Mesh, check_divisible, replicate_data, replicated, shard_tasks,
+                             task_mesh)
 
 
-class Runner(NamedTuple):
-    """A jitted `fn(*args, data)` with its problem's data: `runner(*args)` runs it and
-    `runner.lower(*args)` lowers it, both with `data`, which the compiled program takes
-    last: `runner.lower(*args).compile()(*args, runner.data)`."""
+class Runner:
+    """A jitted `fn(*args, data)` with its problem's data: `runner(*args)`, `.lower(*args)`,
+    `.trace(*args)` and `.eval_shape(*args)` pass `data` last, which the compiled program
+    takes last too: `runner.lower(*args).compile()(*args, runner.data)`. Other attributes
+    (`_cache_size`, `clear_cache`) are the jitted function's."""
 
-    fn: Callable
-    data: Any
+    def __init__(self, fn: Callable, data: Any):
+        self.fn, self.data = fn, data
 
     def __call__(self, *args):
         return self.fn(*args, self.data)
 
     def lower(self, *args):
         return self.fn.lower(*args, self.data)
+
+    def trace(self, *args):
+        return self.fn.trace(*args, self.data)
+
+    def eval_shape(self, *args):
+        return self.fn.eval_shape(*args, self.data)
+
+    def __getattr__(self, name: str):
+        if name in ("fn", "data"):  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.fn, name)
 
 
 def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
@@ -40,9 +53,10 @@ def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
 
 def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array,
                  mesh: Mesh | None = None, unroll: int | bool = 1):
-    """A jitted `run(state, iterations) -> (state, mean metrics)` over a run of iterations
-    (a `Runner`: its compiled program takes the problem's data last). With a learner that checks finiteness (`meta_learner(check_finite=True)`), the metrics
-    hold "nonfinite_at": the first iteration whose step was not finite, or -1.
+    """`run(state, iterations) -> (state, mean metrics)`, jitted, over a run of iterations
+    (a `Runner`: its compiled program takes the problem's data last). With a learner that
+    checks finiteness (`meta_learner(check_finite=True)`), the metrics hold "nonfinite_at":
+    the first iteration whose step was not finite, or -1.
 
     Iteration i samples its tasks from `fold_in(train_key, i)`, so results do not depend on
     how the run is cut into chunks. Sampling, inner loops and meta-updates all stay on the
@@ -77,15 +91,15 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
                                               iterations[jnp.argmin(finite)])
         return state, means
 
-    return Runner(meta_chunk, replicate(problem.data, mesh))
+    return Runner(meta_chunk, replicate_data(problem.data, mesh))
 
 
 def loop_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array,
                 mesh: Mesh | None = None):
-    """A jitted `run(state, start, n) -> (state, mean metrics)` (a `Runner`) over
-    meta-iterations start .. start + n - 1: `chunk_runner`'s iterations in a `lax.fori_loop` whose length is
-    an argument, so one compiled program serves chunks of every length (the training loop
-    times a short first chunk to choose the others' length). The metrics are the chunk's
+    """`run(state, start, n) -> (state, mean metrics)`, jitted (a `Runner`), over
+    meta-iterations start .. start + n - 1: `chunk_runner`'s iterations in a
+    `lax.fori_loop` whose length is an argument, so one compiled program serves chunks of
+    every length (the training loop times a short first chunk to choose the others' length). The metrics are the chunk's
     means, with "nonfinite_at" as in `chunk_runner` for a learner that checks finiteness."""
     mesh = task_mesh() if mesh is None else mesh
     check_divisible(meta_batch, mesh)
@@ -117,4 +131,4 @@ def loop_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_k
         means["nonfinite_at"] = first
         return state, means
 
-    return Runner(meta_chunk, replicate(problem.data, mesh))
+    return Runner(meta_chunk, replicate_data(problem.data, mesh))

@@ -54,8 +54,10 @@ class Problem(NamedTuple):
         splits), and with_data(data) -> the same problem reading them from `data`. The
         compiled training loop and evaluation (`bound`) take them as an argument, so that
         a dataset is not embedded in the program as a constant (full Mini-ImageNet: 0.8 GB
-        compiled in, 47 s instead of 14 s to compile; benchmarks/README.md). None: the
-        task functions read no arrays (sine) or close over their own.
+        compiled in, 47 s to compile instead of 8.4 s; benchmarks/README.md). None: the
+        task functions read no arrays (sine) or close over their own. A problem whose task
+        functions are replaced (`_replace(train_task=...)`) must replace `with_data` too, or
+        set both to None: with_data rebuilds the task functions it was made with.
     """
 
     train_task: Callable[[jax.Array], Task]

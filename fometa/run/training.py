@@ -35,8 +35,8 @@ from fometa.run import report
 from fometa.run.report import Reporter
 from fometa.run.rundir import RunDir
 from fometa.run.settings import Config, check, evaluation_settings
-from fometa.sharding import (Mesh, check_divisible, device_names, replicate, select_devices,
-                             task_mesh)
+from fometa.sharding import (Mesh, check_divisible, device_names, replicate, replicate_data,
+                             select_devices, task_mesh)
 
 PERIODIC_EVAL_TASKS = 1000  # periodic evaluations use min(eval_tasks, this) tasks
 
@@ -164,15 +164,17 @@ def available_memory(device: jax.Device) -> int | None:
     return None
 
 
-def _check_memory(compiled: Any, cfg: Config, mesh: Mesh) -> None:
+def _check_memory(compiled: Any, cfg: Config, mesh: Mesh, resident: int = 0) -> None:
     """A one-line ConfigError, before running it, for a compiled training step that needs
-    more memory than its device has (instead of an out-of-memory crash)."""
+    more memory than its device has (instead of an out-of-memory crash). `resident`: bytes
+    of its arguments already on each device (the dataset), which the available memory
+    already excludes."""
     stats = compiled.memory_analysis()
     available = available_memory(mesh.devices.flat[0])
     if stats is None or available is None:
         return
     needed = (stats.temp_size_in_bytes + stats.argument_size_in_bytes
-              + stats.output_size_in_bytes)
+              + stats.output_size_in_bytes - resident)
     if needed > available:
         raise ConfigError(f"the training step needs {needed / 2**30:.1f} GiB of memory per "
                           f"device, {available / 2**30:.1f} GiB are available; lower "
@@ -218,7 +220,8 @@ class Chunks:
             t0 = time.perf_counter()
             self._compiled = self._runner.lower(state, self._scalar(0), self._scalar(1)).compile()
             self.compile_seconds += time.perf_counter() - t0
-            _check_memory(self._compiled, self._cfg, self._mesh)
+            resident = sum(x.nbytes for x in jax.tree_util.tree_leaves(self._runner.data))
+            _check_memory(self._compiled, self._cfg, self._mesh, resident)
 
     def measured(self, n: int, seconds: float, done: int) -> None:
         """The first chunk of an automatic length took `seconds` for `n` iterations."""
@@ -306,6 +309,8 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
 def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
            open_tensorboard: Callable[[RunDir], Any] | None, plots: bool) -> dict[str, Any]:
     run = setup(cfg)
+    # the dataset placed on the devices once, for the training loop and the evaluation
+    run = run._replace(problem=run.problem._replace(data=replicate_data(run.problem.data, mesh)))
     state = replicate(initial_state(cfg, run), mesh)
     with rundir.checkpoints() as checkpoints:
         latest = checkpoints.latest_step()
