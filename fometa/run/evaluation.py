@@ -70,8 +70,7 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
     compiled: dict[int, Any] = {}  # by chunk size
 
     def sized(state: MetaState, key: jax.Array, num_tasks: int):
-        """The replicated state, the task keys (padded to whole chunks), the chunk size and
-        the lowered evaluation of a chunk."""
+        """The replicated state, the task keys (padded to whole chunks) and the chunk size."""
         task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
             jax.eval_shape(problem.eval_task, key)))
         per_device = max(1, min(-(-num_tasks // n), 1000, memory // (32 * max(task_bytes, 1))))
@@ -80,14 +79,17 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
         keys = jax.random.split(key, num_tasks)
         padded = num_tasks + (-num_tasks % chunk)  # repeat tasks to fill the last chunk
         keys = keys[jnp.arange(padded) % num_tasks] if padded > num_tasks else keys
-        lower = lambda: eval_chunk.lower(state, jax.device_put(keys[:chunk], split), data)
-        return state, keys, chunk, lower
+        return state, keys, chunk
+
+    def lowered(state: MetaState, keys: jax.Array, chunk: int):
+        """The evaluation of one chunk of `keys`, lowered."""
+        return eval_chunk.lower(state, jax.device_put(keys[:chunk], split), data)
 
     def chunks(state: MetaState, key: jax.Array, num_tasks: int):
         """`sized`, with the compiled evaluation of a chunk."""
-        state, keys, chunk, lower = sized(state, key, num_tasks)
+        state, keys, chunk = sized(state, key, num_tasks)
         if chunk not in compiled:
-            compiled[chunk] = lower().compile()
+            compiled[chunk] = lowered(state, keys, chunk).compile()
         return state, keys, chunk, compiled[chunk]
 
     def run(state: MetaState, key: jax.Array, num_tasks: int,
@@ -102,7 +104,7 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
         return {k: np.concatenate([o[k] for o in out])[:num_tasks] for k in out[0]}
 
     run.prepare = lambda state, key, num_tasks: chunks(state, key, num_tasks) and None
-    run.lower = lambda state, key, num_tasks: sized(state, key, num_tasks)[3]()
+    run.lower = lambda state, key, num_tasks: lowered(*sized(state, key, num_tasks))
     return run
 
 

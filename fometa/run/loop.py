@@ -99,8 +99,9 @@ def loop_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_k
     """`run(state, start, n) -> (state, mean metrics)`, jitted (a `Runner`), over
     meta-iterations start .. start + n - 1: `chunk_runner`'s iterations in a
     `lax.fori_loop` whose length is an argument, so one compiled program serves chunks of
-    every length (the training loop times a short first chunk to choose the others' length). The metrics are the chunk's
-    means, with "nonfinite_at" as in `chunk_runner` for a learner that checks finiteness."""
+    every length (the training loop times a short first chunk to choose the others'
+    length). The metrics are the chunk's means, with "nonfinite_at" as in `chunk_runner`
+    for a learner that checks finiteness."""
     mesh = task_mesh() if mesh is None else mesh
     check_divisible(meta_batch, mesh)
 
