@@ -1,10 +1,13 @@
-"""Where a meta-step's time goes, per HLO op: the speed.py workload under jax.profiler.
+"""Where a meta-step's time goes, per HLO op: a speed.py workload or a preset, under jax.profiler.
 
     python benchmarks/profile_ops.py --workload miniimagenet-5w1s --algorithm fomaml \\
         [--iters 5] [--top 15] [--remat] [--json]
+    python benchmarks/profile_ops.py --preset reptile-omniglot-5w1s [--iters 20] [--top 15]
 
 Runs `benchmarks/speed.py`'s jitted meta-step `--iters` times inside `jax.profiler.trace`
-(after two untimed calls), reads the Perfetto trace (XLA:CPU records every thunk under its
+(after two untimed calls), or with `--preset` the preset's compiled training chunk of
+`--iters` meta-iterations (`preset_speed.compiled_chunk`, as `fometa train` runs it) once,
+and reads the Perfetto trace (XLA:CPU records every thunk under its
 HLO instruction name) and prints, per meta-step, the milliseconds of each kind of op (the
 instruction name before its first '.': dot, fusion, reduce-window (max-pool),
 select-and-scatter (its gradient), copy, ...) and of the `--top` costliest instructions.
@@ -23,7 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import jax
+
+from fometa.run import PRESETS, resolve
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import preset_speed  # noqa: E402  (a preset's compiled chunk, shared with preset_speed.py)
 import speed  # noqa: E402  (the workload and its step, shared with speed.py)
 
 
@@ -57,20 +65,26 @@ def main(argv=None) -> dict:
     parser.add_argument("--algorithm", choices=tuple(speed.VARIANTS), default="fomaml")
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--preset", choices=list(PRESETS), metavar="NAME",
+                        help="profile this preset's training chunk instead of a workload")
     parser.add_argument("--remat", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-
-    import jax
-
-    data = speed.make_data(args.workload)
-    call, compile_s, _ = speed.fometa_step(args.workload, args.algorithm, data, unroll=1,
-                                           conv="auto", remat=args.remat)
+    if args.preset:
+        cfg = resolve(preset=args.preset, remat=args.remat or None)
+        call, compile_s, *_ = preset_speed.compiled_chunk(cfg, args.iters)
+        calls = 1  # one chunk of --iters meta-iterations
+        args.workload, args.algorithm = args.preset, cfg.algorithm
+    else:
+        data = speed.make_data(args.workload)
+        call, compile_s, _ = speed.fometa_step(args.workload, args.algorithm, data, unroll=1,
+                                               conv="auto", remat=args.remat)
+        calls = args.iters
     call(), call()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         with jax.profiler.trace(tmp, create_perfetto_trace=True):
-            for _ in range(args.iters):
+            for _ in range(calls):
                 call()
         wall_ms = 1e3 * (time.perf_counter() - t0) / args.iters
         totals = op_times(Path(tmp))

@@ -16,8 +16,8 @@ import pytest
 import fometa
 from fometa.data import classes_from_labels, load_cifar_fs
 from fometa.data.cifar_fs import TEST, VAL
-from fometa.run import (PRESETS, Problem, RunDir, evaluator, load_run, register_dataset, resolve,
-                        setup, train)
+from fometa.run import (PRESETS, Problem, RunDir, chunk_memory, evaluator, load_run,
+                        register_dataset, resolve, setup, train)
 from fometa.run.cli import main
 from fometa.run.plots import learning_curve_figure
 from fometa.run.problems import DATASETS
@@ -137,9 +137,12 @@ def test_cpu_evaluation_of_image_tasks_runs_in_small_chunks_of_the_same_tasks():
     chunked = evaluator(learner, problem)(state, jax.random.PRNGKey(1), 30,
                                           lambda done, total: seen.append(done))
     assert jax.default_backend() != "cpu" or 2 <= seen[0] <= 16
-    task_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(
-        problem.eval_task(jax.random.PRNGKey(0))))
-    single = evaluator(learner, problem, memory=32 * task_bytes)(state, jax.random.PRNGKey(1), 30)
+    single = evaluator(learner, problem, memory=chunk_memory(problem, 1))(
+        state, jax.random.PRNGKey(1), 30)
+    threes = []  # chunk_memory(problem, k) is the budget of chunks of k tasks
+    evaluator(learner, problem, memory=chunk_memory(problem, 3))(
+        state, jax.random.PRNGKey(1), 7, lambda done, total: threes.append(done))
+    assert threes == [3, 6, 7]
     for name in chunked:  # the same tasks; a near tie may round the other way
         assert np.mean(chunked[name] == single[name]) >= 0.9
 

@@ -25,6 +25,8 @@ from fometa.sharding import (Mesh, mesh_size, replicate, replicate_data, replica
 # (its activations stay in cache): 10 Omniglot 5-way 1-shot tasks at once, not 163 as with
 # 1 GiB (benchmarks/README.md, "Evaluation chunks on the CPU"); sine's stay large.
 CPU_EVAL_MEMORY = 64 << 20
+# A chunk's activations are estimated at this many times its tasks' data.
+ACTIVATION_FACTOR = 32
 
 
 def mean_ci95(values: np.ndarray) -> tuple[float, float | None]:
@@ -47,8 +49,9 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
     lowered program): keep it for repeated evaluations.
 
     Tasks are sampled and adapted to on the device in vmapped chunks sized so that their
-    data, and activations estimated at 32x the data, stay under `memory` bytes per device
-    (default `CPU_EVAL_MEMORY` on CPU, 16 GiB on accelerators). With a `mesh` (default: one
+    data, and activations estimated at ACTIVATION_FACTOR x the data, stay under `memory`
+    bytes per device (default `CPU_EVAL_MEMORY` on CPU, 16 GiB on accelerators;
+    `chunk_memory(problem, k)` is the budget of k tasks at once). With a `mesh` (default: one
     device) each chunk's task keys ([chunk, 2]) are split over its D devices, so the chunk is a
     multiple of D; the state is replicated. The tasks do not depend on D or the chunking;
     a metric may, by rounding, where two classes nearly tie (an untrained Omniglot model:
@@ -71,9 +74,7 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
 
     def sized(state: MetaState, key: jax.Array, num_tasks: int):
         """The replicated state, the task keys (padded to whole chunks) and the chunk size."""
-        task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
-            jax.eval_shape(problem.eval_task, key)))
-        per_device = max(1, min(-(-num_tasks // n), 1000, memory // (32 * max(task_bytes, 1))))
+        per_device = max(1, min(-(-num_tasks // n), 1000, memory // chunk_memory(problem, 1)))
         chunk = n * per_device
         state = replicate(state, mesh)
         keys = jax.random.split(key, num_tasks)
@@ -106,6 +107,14 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
     run.prepare = lambda state, key, num_tasks: chunks(state, key, num_tasks) and None
     run.lower = lambda state, key, num_tasks: lowered(*sized(state, key, num_tasks))
     return run
+
+
+def chunk_memory(problem: Problem, tasks: int) -> int:
+    """The `memory` budget (bytes per device) under which `evaluator` adapts to `tasks`
+    evaluation tasks of `problem` at once: their data times ACTIVATION_FACTOR."""
+    task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
+        jax.eval_shape(problem.eval_task, jax.random.PRNGKey(0))))
+    return ACTIVATION_FACTOR * max(task_bytes, 1) * tasks
 
 
 def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,
