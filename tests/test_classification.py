@@ -1,12 +1,18 @@
 """The on-device episode sampler and the two evaluation modes."""
 
+import collections
+import itertools
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 
 import fometa
 from fometa.tasks.classification import FewShotTasks, accuracies, cross_entropy, sample_episode
+from fometa.tasks.sampling import FLOYD_MAX, distinct
 
 # One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
 pytestmark = pytest.mark.xdist_group("classification")
@@ -105,6 +111,33 @@ def test_eval_task_has_one_query_per_class_and_the_support_as_context(images):
     used = {identify(images, x)[:2] for x in task.support["x"].reshape(-1, S, S, 1)}
     assert used <= ctx and len(ctx) == 8
     assert not ctx & {identify(images, x)[:2] for x in task.query["x"]}
+
+
+def ordered_choice_counts(draw, n: int, k: int, samples: int) -> np.ndarray:
+    """How often each ordered choice of k distinct values of range(n) came out of `draw`."""
+    keys = jax.random.split(jax.random.PRNGKey(7), samples)
+    out = np.asarray(jax.vmap(lambda key: draw(key, n, k))(keys))
+    assert out.dtype == np.int32 and out.min() >= 0 and out.max() < n
+    assert all(len(set(row)) == k for row in out)  # distinct in every draw
+    counts = collections.Counter(map(tuple, out))
+    assert len(counts) <= math.perm(n, k)
+    return np.array([counts.get(c, 0) for c in itertools.permutations(range(n), k)])
+
+
+@pytest.mark.parametrize("n,k", [(6, 3), (5, 5), (FLOYD_MAX + 2, FLOYD_MAX + 1)])
+def test_distinct_draws_every_ordered_choice_equally_often(n, k):
+    """The law of choice(replace=False): every ordered k of range(n) alike (a chi-square
+    test against the uniform law, which Floyd's subset without the shuffle fails), and
+    beyond FLOYD_MAX each value at each position alike."""
+    if k <= FLOYD_MAX:
+        counts = ordered_choice_counts(distinct, n, k, 2000 * math.perm(n, k))
+        assert scipy.stats.chisquare(counts).pvalue > 1e-4
+        return
+    keys = jax.random.split(jax.random.PRNGKey(7), 20000)
+    out = np.asarray(jax.vmap(lambda key: distinct(key, n, k))(keys))
+    assert all(len(set(row)) == k for row in out)
+    for position in (0, k - 1):
+        assert scipy.stats.chisquare(np.bincount(out[:, position], minlength=n)).pvalue > 1e-4
 
 
 def test_bad_episode_sizes_raise(images):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from fometa.tasks.base import Task
-from fometa.tasks.sampling import epoch_batches, independent_batches
+from fometa.tasks.sampling import distinct, epoch_batches, independent_batches
 
 
 def _rotate(images: jax.Array, r: jax.Array) -> jax.Array:
@@ -40,9 +40,8 @@ def sample_episode(key: jax.Array, images: jax.Array, ways: int, per_class: int,
     if per_class > num_examples:
         raise ValueError(f"{per_class} examples per class but a class has only {num_examples}")
     kc, ke = jax.random.split(key)
-    classes = jax.random.choice(kc, total, (ways,), replace=False)
-    picks = jax.vmap(lambda k: jax.random.permutation(k, num_examples)[:per_class])(
-        jax.random.split(ke, ways))
+    classes = distinct(kc, total, ways)
+    picks = jax.vmap(lambda k: distinct(k, num_examples, per_class))(jax.random.split(ke, ways))
     cls = classes // 4 if rotate else classes
     x = images[cls[:, None], picks]  # [ways, per_class, H, W, C]
     if rotate:

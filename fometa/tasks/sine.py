@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from fometa.tasks.base import Task
-from fometa.tasks.sampling import epoch_batches
+from fometa.tasks.sampling import distinct, epoch_batches
 
 
 class SineTasks(NamedTuple):
@@ -71,7 +71,7 @@ class SineTasks(NamedTuple):
         `eval_inner_iters` steps; the query is the whole grid."""
         kf, ks = jax.random.split(key)
         grid = self.grid()
-        shots = grid[jax.random.choice(ks, self.grid_points, (self.eval_shots,), replace=False)]
+        shots = grid[distinct(ks, self.grid_points, self.eval_shots)]
         support = jnp.broadcast_to(shots, (self.eval_inner_iters,) + shots.shape)
         return Task(self._batch(kf, support), self._batch(kf, grid))
 
