@@ -53,10 +53,14 @@ class DataWarning(UserWarning):
 def reporting(prog: str, run: Callable[[list[str]], int],
               argv: Sequence[str] | None = None) -> int:
     """`run(argv)` (default: the command line's arguments), with a `UserError` printed as
-    one `prog: error: ...` line on stderr and returned as status 2 (scripts that drive
-    fometa, such as benchmarks/reproduce.py, report the way the `fometa` command does)."""
+    one `prog: error: ...` line on stderr and returned as status 2, and Ctrl-C as one line
+    (a `TrainingInterrupted` says where and how to resume) and status 130: scripts that
+    drive fometa, such as benchmarks/reproduce.py, report the way the `fometa` command does."""
     try:
         return run(list(sys.argv[1:] if argv is None else argv))
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"{prog}: {str(e) or 'interrupted'}", file=sys.stderr)
+        return 130

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fometa.run import TrainingInterrupted
+
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import algorithms  # noqa: E402
@@ -44,6 +46,17 @@ def test_rows_come_from_runs_and_the_table_from_rows(tmp_path):
 
 
 @pytest.mark.skipif(not list((ROOT / "results").glob("*.json")), reason="no committed rows yet")
+def test_an_interrupted_row_says_how_to_resume_in_one_line(monkeypatch, tmp_path, capsys):
+    def interrupted(cfg, run_dir, **kwargs):
+        raise TrainingInterrupted(300)
+    monkeypatch.setattr(reproduce, "train", interrupted)
+    code = reproduce.main(["--preset", "reptile-sine", "--runs", str(tmp_path),
+                           "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 130 and err == ("reproduce: interrupted at meta-iteration 300; rerun the "
+                                   "same command to resume\n")
+
+
 def test_the_committed_table_is_made_from_the_committed_rows():
     assert results_table.main(["--results", str(ROOT / "results"), "--check"]) == 0
 
