@@ -11,7 +11,7 @@ from fometa.learner import MetaLearner, MetaState, evaluate, meta_learner, repti
 from fometa.convnets import MiniImageNetCNN, OmniglotCNN
 from fometa.models import MLP
 from fometa import learned_lr, partition, per_step
-from fometa.tasks import SineTasks, Task, epoch_batches
+from fometa.tasks import SineTasks, Task, distinct, epoch_batches
 from fometa.tasks.classification import FewShotTasks, accuracies, cross_entropy
 from fometa.tasks.sine import mse
 
@@ -22,6 +22,6 @@ __all__ = [
     "OmniglotCNN", "Rule", "accuracies", "cross_entropy", "learned_lr", "mse", "partition",
     "per_step",
     "SineTasks", "Task", "adapt",
-    "as_optimizer", "epoch_batches", "evaluate", "fomaml_grad", "inner_loop", "maml_grad",
+    "as_optimizer", "distinct", "epoch_batches", "evaluate", "fomaml_grad", "inner_loop", "maml_grad",
     "meta_gradient", "meta_learner", "register_algorithm", "reptile_grad", "reptile_outer",
 ]

@@ -1,7 +1,7 @@
 """Task distributions."""
 
 from fometa.tasks.base import Task
-from fometa.tasks.sampling import epoch_batches
+from fometa.tasks.sampling import distinct, epoch_batches
 from fometa.tasks.sine import SineTasks
 
-__all__ = ["Task", "SineTasks", "epoch_batches"]
+__all__ = ["Task", "SineTasks", "distinct", "epoch_batches"]
