@@ -7,10 +7,10 @@ For each preset (default: all of them) builds the run as `fometa train --preset 
 compiles, ahead of time and timed one after the other, the training loop (`results.json`'s
 `compile_seconds`: one program serves chunks of every length) and the evaluation of the
 preset's `--eval-tasks` (one program serves the periodic and final evaluations).
-`--images-per-class 600` gives Mini-ImageNet and CIFAR-FS their full splits' shapes (the
-default is SHAPES' 60). Prints one line per preset, with the process's peak resident
-memory so far (run one preset per process to read it as that preset's), and, last, a JSON
-list.
+`--images-per-class 600` gives Mini-ImageNet and CIFAR-FS their full splits' shapes
+(`preset_speed.SHAPES` has 60 of their 600; Omniglot keeps its 20). Prints one line per
+preset, with the process's peak resident memory so far (run one preset per process to read
+it as that preset's), and, last, a JSON list.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Milliseconds per meta-iteration of a preset's compiled training step, and compile time.
+"""A preset's speed: ms per meta-iteration of its compiled training chunk, its compile time,
+and ms per task of its evaluation.
 
     python benchmarks/preset_speed.py --preset reptile-omniglot-5w1s [--conv patch|xla|auto]
         [--iters 50] [--eval-tasks 100] [--eval-curve] [--eval-memory BYTES ...]
@@ -29,21 +30,23 @@ from fometa.data import is_rotated
 from fometa.run import (Config, Problem, Splits, chunk_memory, chunk_runner,
                         classification_problem, curve_steps, evaluator, make_learner,
                         make_problem, resolve)
-from fometa.run.problems import MATMUL_PRECISIONS, matmul_precision
+from fometa.run.problems import MATMUL_PRECISIONS, matmul_precision, uses_remat
 
 SHAPES = {"omniglot": ((1200, 20, 28, 28, 1), (423, 20, 28, 28, 1)),
           "mini-imagenet": ((64, 60, 84, 84, 3), (20, 60, 84, 84, 3)),
           "cifar-fs": ((64, 60, 32, 32, 3), (20, 60, 32, 32, 3))}
+SAMPLED = ("mini-imagenet", "cifar-fs")  # SHAPES has 60 of their 600 images per class
 
 
 def synthetic_problem(cfg: Config, images_per_class: int | None = None) -> Problem:
-    """`cfg`'s problem, on random uint8 images of its dataset's shapes (SHAPES, with
-    `images_per_class` in place of theirs if given) in place of the dataset's: compiled
-    programs and their speed do not depend on the pixels."""
+    """`cfg`'s problem, on random uint8 images of its dataset's shapes (SHAPES) in place of
+    the dataset's: compiled programs and their speed do not depend on the pixels. SHAPES
+    gives Mini-ImageNet and CIFAR-FS 60 images per class of their 600: `images_per_class`
+    replaces that number (Omniglot's 20 are its real count)."""
     if cfg.dataset == "sine":
         return make_problem(cfg)
     train_shape, test_shape = SHAPES[cfg.dataset]
-    if images_per_class:
+    if images_per_class and cfg.dataset in SAMPLED:
         train_shape, test_shape = ((s[0], images_per_class, *s[2:])
                                    for s in (train_shape, test_shape))
     rng = np.random.default_rng(0)
@@ -97,7 +100,8 @@ def _measure(cfg, preset: str, conv: str, iters: int, repeats: int, eval_tasks: 
     out = {"preset": preset, "algorithm": cfg.algorithm, "conv": conv,
            "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
            "ms_per_meta_iter": ms, "meta_iters_per_s": 1e3 / ms, "compile_s": compile_s,
-           "iters": iters, "chunk_unroll": chunk_unroll, "remat": cfg.remat, "dtype": cfg.dtype,
+           "iters": iters, "chunk_unroll": chunk_unroll,
+           "remat": uses_remat(cfg, jax.default_backend()), "dtype": cfg.dtype,
            "matmul_precision": cfg.matmul_precision}
     if eval_tasks:
         steps = curve_steps(cfg.eval_inner_iters) if eval_curve else None
@@ -144,6 +148,12 @@ def main() -> None:
     parser.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="default")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if (args.eval_memory or args.eval_chunk or args.eval_curve) and not args.eval_tasks:
+        parser.error("--eval-memory, --eval-chunk and --eval-curve time an evaluation: "
+                     "give --eval-tasks N")
+    if args.eval_repeats < 1 or args.repeats < 1:
+        parser.error(f"--repeats {args.repeats} --eval-repeats {args.eval_repeats}: "
+                     "expected at least 1 each")
     rows = []
     for preset in args.preset:
         for conv in args.conv or ["auto"]:

@@ -29,6 +29,7 @@ from pathlib import Path
 import jax
 
 from fometa.run import PRESETS, resolve
+from fometa.run.problems import uses_remat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import preset_speed  # noqa: E402  (a preset's compiled chunk, shared with preset_speed.py)
@@ -67,18 +68,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--preset", choices=list(PRESETS), metavar="NAME",
                         help="profile this preset's training chunk instead of a workload")
-    parser.add_argument("--remat", action="store_true")
+    parser.add_argument("--remat", action=argparse.BooleanOptionalAction,
+                        help="remat on or off (default: off for a workload, the preset's "
+                             "own for --preset)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.preset:
-        cfg = resolve(preset=args.preset, remat=args.remat or None)
+        cfg = resolve(preset=args.preset, remat=args.remat)
+        remat = uses_remat(cfg, jax.default_backend())
         call, compile_s, *_ = preset_speed.compiled_chunk(cfg, args.iters)
         calls = 1  # one chunk of --iters meta-iterations
         args.workload, args.algorithm = args.preset, cfg.algorithm
     else:
         data = speed.make_data(args.workload)
         call, compile_s, _ = speed.fometa_step(args.workload, args.algorithm, data, unroll=1,
-                                               conv="auto", remat=args.remat)
+                                               conv="auto", remat=bool(args.remat))
+        remat = bool(args.remat)
         calls = args.iters
     call(), call()
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +109,7 @@ def main(argv=None) -> dict:
     top = sorted(ops.items(), key=lambda kv: -kv[1])[:args.top]
     for name, ms in top:
         print(f"    {name:<40} {ms:8.2f} ms  {100 * ms / busy:5.1f}%")
-    out = {"workload": args.workload, "algorithm": args.algorithm, "remat": args.remat,
+    out = {"workload": args.workload, "algorithm": args.algorithm, "remat": remat,
            "wall_ms_per_meta_step": wall_ms, "op_ms_per_meta_step": busy,
            "kinds_ms": dict(kinds), "top_ms": dict(top), "iters": args.iters,
            "jax": jax.__version__, "device": str(jax.devices()[0])}

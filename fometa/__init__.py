@@ -22,6 +22,7 @@ __all__ = [
     "OmniglotCNN", "Rule", "accuracies", "cross_entropy", "learned_lr", "mse", "partition",
     "per_step",
     "SineTasks", "Task", "adapt",
-    "as_optimizer", "distinct", "epoch_batches", "evaluate", "fomaml_grad", "inner_loop", "maml_grad",
+    "as_optimizer", "distinct", "epoch_batches", "evaluate", "fomaml_grad", "inner_loop",
+    "maml_grad",
     "meta_gradient", "meta_learner", "register_algorithm", "reptile_grad", "reptile_outer",
 ]

@@ -1,7 +1,8 @@
-"""The errors a user can cause: one-line messages that name the bad value and what is allowed.
+"""The errors a user can cause, said in one line that names the bad value and what is allowed.
 
-The library raises them; the command line prints each as one `fometa: error: ...` line on
-stderr and exits with status 2 (`fometa.run.cli`). Line breaks in a message are folded.
+The library raises them; the command line (`fometa.run.cli`) and the scripts that drive
+fometa print each as one line on stderr and exit with status 2, and after Ctrl-C with 130
+(`report`). Line breaks in a message are folded.
 """
 
 from __future__ import annotations
@@ -58,9 +59,15 @@ def reporting(prog: str, run: Callable[[list[str]], int],
     drive fometa, such as benchmarks/reproduce.py, report the way the `fometa` command does."""
     try:
         return run(list(sys.argv[1:] if argv is None else argv))
-    except UserError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+    except (UserError, KeyboardInterrupt) as e:
+        return report(prog, e)
+
+
+def report(prog: str, error: UserError | KeyboardInterrupt) -> int:
+    """Says `error` in one line on stderr and returns the exit status: 2 for a UserError
+    (`prog: error: ...`), 130 for Ctrl-C (`prog: interrupted at meta-iteration N; ...`)."""
+    if isinstance(error, UserError):
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:
-        print(f"{prog}: {str(e) or 'interrupted'}", file=sys.stderr)
-        return 130
+    print(f"{prog}: {str(error) or 'interrupted'}", file=sys.stderr)
+    return 130

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 
 import fometa
-from fometa.errors import ConfigError, UserError, one_line
+from fometa.errors import ConfigError, UserError, one_line, report
 from fometa.run import processes
 from fometa.run.plots import OVERLAY, plot_runs
 from fometa.run.presets import PRESETS, paper_result, resolve, resolve_from
@@ -202,15 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():  # restores the caller's warning display on exit
             warnings.showwarning = _one_line_warning
             return COMMANDS[args.command](args)
-    except UserError as e:
-        print(f"fometa: error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # the reader went away (fometa presets | head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except KeyboardInterrupt as e:  # TrainingInterrupted says where and how to resume
-        print(f"fometa: {str(e) or 'interrupted'}", file=sys.stderr)
-        return 130
+    except (UserError, KeyboardInterrupt) as e:  # TrainingInterrupted says how to resume
+        return report("fometa", e)
 
 
 def console() -> None:

@@ -109,12 +109,12 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
     return run
 
 
-def chunk_memory(problem: Problem, tasks: int) -> int:
-    """The `memory` budget (bytes per device) under which `evaluator` adapts to `tasks`
+def chunk_memory(problem: Problem, k: int) -> int:
+    """The `memory` budget (bytes per device) under which `evaluator` adapts to `k`
     evaluation tasks of `problem` at once: their data times ACTIVATION_FACTOR."""
     task_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
         jax.eval_shape(problem.eval_task, jax.random.PRNGKey(0))))
-    return ACTIVATION_FACTOR * max(task_bytes, 1) * tasks
+    return ACTIVATION_FACTOR * max(task_bytes, 1) * k
 
 
 def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key: jax.Array,

@@ -12,19 +12,21 @@ FLOYD_MAX = 32
 
 def distinct(key: jax.Array, n: int, k: int) -> jax.Array:
     """`k` distinct integers of `range(n)` in uniformly random order, int32 [k]: the law of
-    `jax.random.choice(key, n, (k,), replace=False)`, without its sort of all `n` keys.
+    `jax.random.choice(key, n, (k,), replace=False)`, without its sort of all `n` keys
+    (up to k = FLOYD_MAX; beyond, it is that sort).
 
     Floyd's algorithm draws a uniform k-subset in k steps (step i takes a uniform t in
     [0, n - k + i], or n - k + i itself if t was taken already); a shuffle of the k then
     makes every order equally likely. For 5 of Omniglot's 4,800 classes the sort was 12%
-    of a Reptile meta-iteration on the CPU (benchmarks/README.md, "Task sampling").
+    of a Reptile meta-iteration's op time on the CPU (benchmarks/README.md, "Task sampling").
     """
     if not 0 <= k <= n:
         raise ValueError(f"{k} distinct values asked of range({n})")
     if k > FLOYD_MAX:  # k steps unrolled would grow the program: sort n keys instead
         return jax.random.permutation(key, n)[:k].astype(jnp.int32)
     kr, kp = jax.random.split(key)
-    draws = jax.random.randint(kr, (k,), 0, jnp.arange(n - k + 1, n + 1, dtype=jnp.int32))
+    draws = jax.random.randint(kr, (k,), 0, jnp.arange(n - k + 1, n + 1, dtype=jnp.int32),
+                               dtype=jnp.int32)
     picked = jnp.zeros((k,), jnp.int32)
     for i in range(k):  # k is small (ways, shots): a few scalar ops per step
         taken = jnp.any(picked[:i] == draws[i])
