@@ -113,13 +113,18 @@ def test_eval_task_has_one_query_per_class_and_the_support_as_context(images):
     assert not ctx & {identify(images, x)[:2] for x in task.query["x"]}
 
 
-def ordered_choice_counts(draw, n: int, k: int, samples: int) -> np.ndarray:
-    """How often each ordered choice of k distinct values of range(n) came out of `draw`."""
+def draws(draw, n: int, k: int, samples: int) -> np.ndarray:
+    """`samples` draws of `draw(key, n, k)`, int32 [samples, k], each k distinct of range(n)."""
     keys = jax.random.split(jax.random.PRNGKey(7), samples)
     out = np.asarray(jax.vmap(lambda key: draw(key, n, k))(keys))
     assert out.dtype == np.int32 and out.min() >= 0 and out.max() < n
     assert all(len(set(row)) == k for row in out)  # distinct in every draw
-    counts = collections.Counter(map(tuple, out))
+    return out
+
+
+def ordered_choice_counts(draw, n: int, k: int, samples: int) -> np.ndarray:
+    """How often each ordered choice of k distinct values of range(n) came out of `draw`."""
+    counts = collections.Counter(map(tuple, draws(draw, n, k, samples)))
     assert len(counts) <= math.perm(n, k)
     return np.array([counts.get(c, 0) for c in itertools.permutations(range(n), k)])
 
@@ -133,9 +138,7 @@ def test_distinct_draws_every_ordered_choice_equally_often(n, k):
         counts = ordered_choice_counts(distinct, n, k, 2000 * math.perm(n, k))
         assert scipy.stats.chisquare(counts).pvalue > 1e-4
         return
-    keys = jax.random.split(jax.random.PRNGKey(7), 20000)
-    out = np.asarray(jax.vmap(lambda key: distinct(key, n, k))(keys))
-    assert all(len(set(row)) == k for row in out)
+    out = draws(distinct, n, k, 20000)
     for position in (0, k - 1):
         assert scipy.stats.chisquare(np.bincount(out[:, position], minlength=n)).pvalue > 1e-4
 
