@@ -3,17 +3,20 @@
 # of this machine, evaluated halfway and at the end on ${EVAL_TASKS:-1000} tasks in both
 # modes, written to results/ by benchmarks/reproduce.py as PRESET+Nits rows. A preset's
 # meta-iterations N are sized once from a timed training chunk (rounded down to hundreds, at
-# least 100) and kept in runs/reproduce/PRESET.iters, so that running the script again
+# least 100) and kept in RUNS/PRESET.iters, so that running the script again
 # resumes each row from its run directory. Run from the repository root with
-# FOMETA_DATA_DIR set, in the background (nohup). ROWS overrides the list.
+# FOMETA_DATA_DIR set, in the background (nohup). ROWS overrides the list; RUNS and OUT the
+# folders of the run directories and of the result files (a smoke test writes elsewhere).
 set -eu
 MINUTES=${MINUTES:-60}
 EVAL_TASKS=${EVAL_TASKS:-1000}
 ROWS=${ROWS:-"meta-sgd-omniglot-5w1s anil-omniglot-20w1s mamlpp-omniglot-20w1s imaml-omniglot-5w1s"}
+RUNS=${RUNS:-runs/reproduce}
+OUT=${OUT:-results}
 export PYTHONUNBUFFERED=1
-mkdir -p runs/reproduce
+mkdir -p "$RUNS"
 for preset in $ROWS; do
-  sized=runs/reproduce/$preset.iters
+  sized=$RUNS/$preset.iters
   if [ ! -s "$sized" ]; then
     ms=$(python3 benchmarks/preset_speed.py --preset "$preset" --iters 20 --repeats 2 \
          | tail -1 | python3 -c "import json, sys; print(json.load(sys.stdin)[0]['ms_per_meta_iter'])")
@@ -21,6 +24,7 @@ for preset in $ROWS; do
     echo "$preset: $ms ms per meta-iteration -> $(cat "$sized") meta-iterations"
   fi
   iters=$(cat "$sized")
-  python3 benchmarks/reproduce.py --preset "$preset" --variant "${iters}its" -- \
+  python3 benchmarks/reproduce.py --preset "$preset" --variant "${iters}its" \
+    --runs "$RUNS" --out "$OUT" -- \
     --meta-iters "$iters" --eval-tasks "$EVAL_TASKS" --eval-every "$((iters / 2))"
 done

@@ -124,15 +124,17 @@ def inner_path(loss_fn: LossFn, params: Params, support: Batch,
                ) -> tuple[Params, optax.OptState, jax.Array, Any]:
     """`inner_loop` that also returns `each(params)` after every step, stacked [steps, ...]
     (e.g. a metric along the adaptation, computed in the same loop); with `at` (increasing
-    step counts in 1..steps), only after those steps, stacked [len(at), ...]: the one loop
-    body (one copy of the step and of `each` to compile) then runs `each` under a `lax.cond`
-    on the step count, which stays a branch under `vmap` (the count is not batched)."""
+    step counts in 0..steps, 0 for the params before any step), only after those steps,
+    stacked [len(at), ...]. With `at`, one loop body holds the one copy of the step and of
+    `each` that XLA compiles: iteration j (0..steps) records `each(params after j steps)`
+    under a `lax.cond` on j and then takes step j + 1 under another (none at j = steps);
+    both stay branches under `vmap` (j is not batched)."""
     steps = num_steps(support)
     if at is not None:
         at = tuple(at)
         if not (at and all(isinstance(k, numbers.Integral) for k in at)
-                and list(at) == sorted(set(at)) and at[0] >= 1 and at[-1] <= steps):
-            raise ValueError(f"at {at} must be increasing whole step counts from 1 to the "
+                and list(at) == sorted(set(at)) and at[0] >= 0 and at[-1] <= steps):
+            raise ValueError(f"at {at} must be increasing whole step counts from 0 to the "
                              f"support's {steps} inner steps")
         at = None if at == tuple(range(1, steps + 1)) else at
     step = _stepper(loss_fn, opt, each if at is None else None)
@@ -142,23 +144,33 @@ def inner_path(loss_fn: LossFn, params: Params, support: Batch,
         (adapted, final_state), (losses, path) = jax.lax.scan(
             step, (params, opt_state), support, unroll=unroll)
         return adapted, final_state, losses, path
-    slots = np.full(steps, -1, np.int32)  # where step k's record goes; -1: not recorded
-    slots[np.asarray(at) - 1] = np.arange(len(at))
+    if not steps:  # at == (0,)
+        path = jax.tree_util.tree_map(lambda v: v[None], each(params))
+        return params, opt_state, jnp.zeros((0,), jnp.result_type(float)), path
+    slots = np.full(steps + 1, -1, np.int32)  # where count j's record goes; -1: not recorded
+    slots[np.asarray(at)] = np.arange(len(at))
     path = jax.tree_util.tree_map(lambda s: jnp.zeros((len(at),) + s.shape, s.dtype),
                                   jax.eval_shape(each, params))
+    no_loss = jnp.zeros((), jax.eval_shape(
+        loss_fn, params, jax.tree_util.tree_map(lambda a: a[0], support)).dtype)
 
     def record(carry, xs):
-        (p, s, path), (batch, slot) = carry, xs
-        (p, s), loss = step((p, s), batch)
+        (p, s, path), (j, slot) = carry, xs
         path = jax.lax.cond(
             slot >= 0,
             lambda: jax.tree_util.tree_map(lambda a, v: a.at[slot].set(v), path, each(p)),
             lambda: path)
+        batch = jax.tree_util.tree_map(
+            lambda a: jax.lax.dynamic_index_in_dim(a, jnp.minimum(j, steps - 1), 0, False),
+            support)
+        (p, s), loss = jax.lax.cond(j < steps, lambda c: step(c, batch),
+                                    lambda c: (c, no_loss), (p, s))
         return (p, s, path), loss
 
     (adapted, final_state, path), losses = jax.lax.scan(
-        record, (params, opt_state, path), (support, jnp.asarray(slots)), unroll=unroll)
-    return adapted, final_state, losses, path
+        record, (params, opt_state, path),
+        (jnp.arange(steps + 1, dtype=jnp.int32), jnp.asarray(slots)), unroll=unroll)
+    return adapted, final_state, losses[:steps], path
 
 
 def start_state(opt: optax.GradientTransformation, params: Params,

@@ -259,16 +259,10 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
             raise ValueError(f"steps {tuple(steps)} must increase and end at most at the "
                              f"support's {num_steps(support)} inner steps")
         each = model_params if each is None else (lambda p, f=each: f(model_params(p)))
-        at = tuple(k for k in steps if k > 0)
-        path = None
-        if at:  # one loop, recording after the step counts in `at` (one body to compile)
-            upto = jax.tree_util.tree_map(lambda a: a[:at[-1]], support)
-            _, _, _, path = inner_path(loss_fn, state.params, upto, opt, task_start(state),
-                                       each, unroll, at=at)
-        if steps[0] == 0:
-            first = jax.tree_util.tree_map(lambda x: x[None], each(state.params))
-            path = first if path is None else jax.tree_util.tree_map(
-                lambda a, b: jnp.concatenate([a, b]), first, path)
+        # One loop records every count, 0 included (one copy of the step and of `each`).
+        upto = jax.tree_util.tree_map(lambda a: a[:steps[-1]], support)
+        _, _, _, path = inner_path(loss_fn, state.params, upto, opt, task_start(state),
+                                   each, unroll, at=steps)
         return path
 
     return MetaLearner(init, step, adapt)

@@ -144,7 +144,7 @@ def test_recorded_step_counts_are_checked():
         with pytest.raises(ValueError, match=r"steps .* must increase"):
             learner.adapt(state, support, steps)
     opt = optax.sgd(0.1)
-    for at in ((2.0, 3.0), (0, 2), (3, 2), (5,), ()):
+    for at in ((2.0, 3.0), (-1, 2), (3, 2), (5,), ()):
         with pytest.raises(ValueError, match=r"must be increasing whole step counts"):
             fometa.inner.inner_path(quad_loss, jnp.zeros(DIM), support, opt,
                                     opt.init(jnp.zeros(DIM)), lambda p: p, at=at)

@@ -46,6 +46,17 @@ def test_maml_through_adam_without_eps_root_says_so():
     fometa.fomaml_grad(loss, params, support, query, optax.adam(1e-3, b1=0.0))
 
 
+def test_the_eps_root_check_runs_under_jit_and_skips_traced_hyperparameters():
+    loss, params, support, query = unused_param_problem()
+    with pytest.raises(ValueError, match="eps_root"):
+        jax.jit(lambda p: fometa.maml_grad(loss, p, support, query,
+                                           optax.adam(1e-3, b1=0.0)))(params)
+    # A traced learning rate leaves nothing concrete to probe: no error at trace time.
+    grads = jax.jit(lambda lr: fometa.maml_grad(
+        loss, params, support, query, optax.adam(lr, b1=0.0, eps_root=1e-8)))(1e-3)
+    assert all(np.isfinite(g).all() for g in jax.tree_util.tree_leaves(grads))
+
+
 def test_fometa_builds_a_differentiable_inner_adam_for_maml():
     from fometa.run.problems import INNER_OPTIMIZERS
 

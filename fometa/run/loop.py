@@ -112,6 +112,10 @@ def loop_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_k
     def meta_chunk(state, start, n, data):
         on = bound(problem, data)
 
+        # Jitted so that the shape probe below and the loop body share one trace (JAX
+        # caches it by function and argument types): tracing the meta-step is seconds of
+        # the compile time for second-order algorithms, and the probe used to double it.
+        @jax.jit
         def step(state, i):
             tasks = task_batch(on, jax.random.fold_in(train_key, i), meta_batch)
             state, metrics = learner.step(state, shard_tasks(tasks, mesh))
