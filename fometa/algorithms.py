@@ -200,10 +200,16 @@ def check_differentiable(opt: optax.GradientTransformation, params: Params) -> N
         return [jnp.all(jnp.isfinite(t)) for t in jax.tree_util.tree_leaves(tangent)
                 if jnp.issubdtype(t.dtype, jnp.inexact)]
 
-    traced = jax.jit(tangent_finite).trace()
-    if traced.jaxpr.in_avals:
-        return  # it closes over traced values (the optimizer's hyperparameters): no probe
-    finite = all(bool(f) for f in traced.lower().compile()())
+    if jax.config.jax_disable_jit:  # no compiled programs (a debugging session): op by op
+        try:
+            finite = all(bool(f) for f in tangent_finite())
+        except jax.errors.ConcretizationTypeError:
+            return  # the optimizer's hyperparameters are traced: nothing to probe concretely
+    else:
+        traced = jax.jit(tangent_finite).trace()
+        if traced.jaxpr.in_avals:
+            return  # it closes over traced values (the optimizer's hyperparameters): no probe
+        finite = all(bool(f) for f in traced.lower().compile()())
     if not finite:
         raise ValueError("inner_opt's update has a non-finite derivative at a zero gradient "
                          "(Adam: sqrt(nu) at nu = 0), so this second-order meta-gradient "

@@ -144,15 +144,17 @@ def inner_path(loss_fn: LossFn, params: Params, support: Batch,
         (adapted, final_state), (losses, path) = jax.lax.scan(
             step, (params, opt_state), support, unroll=unroll)
         return adapted, final_state, losses, path
+    one_batch = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.result_type(a)), support)
+    check_loss(loss_fn, params, one_batch)
+    no_loss = jnp.zeros((), jax.eval_shape(loss_fn, params, one_batch).dtype)
     if not steps:  # at == (0,)
         path = jax.tree_util.tree_map(lambda v: v[None], each(params))
-        return params, opt_state, jnp.zeros((0,), jnp.result_type(float)), path
+        return params, opt_state, jnp.zeros((0,), no_loss.dtype), path
     slots = np.full(steps + 1, -1, np.int32)  # where count j's record goes; -1: not recorded
     slots[np.asarray(at)] = np.arange(len(at))
     path = jax.tree_util.tree_map(lambda s: jnp.zeros((len(at),) + s.shape, s.dtype),
                                   jax.eval_shape(each, params))
-    no_loss = jnp.zeros((), jax.eval_shape(
-        loss_fn, params, jax.tree_util.tree_map(lambda a: a[0], support)).dtype)
 
     def record(carry, xs):
         (p, s, path), (j, slot) = carry, xs

@@ -136,6 +136,43 @@ def test_adapt_records_the_path_at_the_asked_step_counts(steps):
                 np.testing.assert_allclose(got["norm"][t, i], want @ want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("at", [(0,), (0, 2), (1, 3), (0, 1, 2, 3, 4, 5, 6)])
+def test_inner_path_at_step_counts_against_the_affine_recursion(at):
+    """`inner_path(at=...)` over all 7 support steps, whatever counts it records: the
+    adapted params and every step's loss are the plain loop's (numpy float64 recursion),
+    and the records are the params after those counts (0: before any step)."""
+    alpha, k = 0.2, 7
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(5)
+        support, _ = quad_task(rng, k)
+        phi = rng.normal(size=DIM)
+        opt = optax.sgd(alpha)
+        adapted, _, losses, path = fometa.inner.inner_path(
+            quad_loss, jnp.asarray(phi), support, opt, opt.init(jnp.asarray(phi)),
+            lambda p: p, at=at)
+        p, params, want_losses = np.array(phi), [np.array(phi)], []
+        for a, c in zip(support["A"], support["c"]):
+            want_losses.append(0.5 * (p - c) @ a @ (p - c))
+            p = p - alpha * a @ (p - c)
+            params.append(p)
+        np.testing.assert_allclose(adapted, params[-1], rtol=1e-12)
+        np.testing.assert_allclose(losses, want_losses, rtol=1e-12)
+        np.testing.assert_allclose(path, [params[n] for n in at], rtol=1e-12)
+
+
+def test_maml_under_disable_jit():
+    """The eps_root probe has no compiled program to run under `jax.disable_jit()`
+    (debugging): it probes op by op there, and still says what is wrong."""
+    support, query = quad_task(np.random.default_rng(6), 2)
+    phi = jnp.zeros(DIM)
+    with jax.disable_jit():
+        grad = fometa.maml_grad(quad_loss, phi, support, query, 0.1)
+        with pytest.raises(ValueError, match="eps_root"):
+            fometa.maml_grad(quad_loss, phi, support, query, optax.adam(1e-3))
+    want = quad_closed_form(phi, support, query, 0.1)["maml"]
+    np.testing.assert_allclose(grad, want, rtol=1e-4, atol=1e-5)
+
+
 def test_recorded_step_counts_are_checked():
     learner = fometa.meta_learner("reptile", quad_loss, 0.1)
     state = learner.init(jnp.zeros(DIM))
