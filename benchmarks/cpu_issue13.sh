@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 13's rows: each successor's Omniglot preset trained for about ${MINUTES:-60} minutes
-# of this machine, evaluated halfway and at the end on ${EVAL_TASKS:-1000} tasks in both
-# modes, written to results/ by benchmarks/reproduce.py as PRESET+Nits rows. A preset's
+# of this machine, evaluated ${EVALS:-2} times (halfway and at the end) on ${EVAL_TASKS:-1000}
+# tasks in both modes, written to results/ by benchmarks/reproduce.py as PRESET+Nits rows. A preset's
 # meta-iterations N are sized once from a timed training chunk (rounded down to hundreds, at
 # least 100) and kept in RUNS/PRESET.iters, so that running the script again
 # resumes each row from its run directory. Run from the repository root with
@@ -10,6 +10,7 @@
 set -eu
 MINUTES=${MINUTES:-60}
 EVAL_TASKS=${EVAL_TASKS:-1000}
+EVALS=${EVALS:-2}  # evaluations per row, evenly spaced (2: halfway and at the end)
 ROWS=${ROWS:-"meta-sgd-omniglot-5w1s anil-omniglot-20w1s mamlpp-omniglot-20w1s imaml-omniglot-5w1s"}
 RUNS=${RUNS:-runs/reproduce}
 OUT=${OUT:-results}
@@ -26,5 +27,5 @@ for preset in $ROWS; do
   iters=$(cat "$sized")
   python3 benchmarks/reproduce.py --preset "$preset" --variant "${iters}its" \
     --runs "$RUNS" --out "$OUT" -- \
-    --meta-iters "$iters" --eval-tasks "$EVAL_TASKS" --eval-every "$((iters / 2))"
+    --meta-iters "$iters" --eval-tasks "$EVAL_TASKS" --eval-every "$((iters / EVALS))"
 done
