@@ -7,8 +7,8 @@
 # folder and carry it). First the speed of each preset's compiled training chunk, then each
 # row for as long as ${SECONDS_PER_ROW:-120} s allows (a row cut short by the timeout
 # writes no result: give it a call of its own, with ROWS and SECONDS_PER_ROW set from the
-# speeds printed first); everything comes back under ${OUT:-gpu-issue13}: logs, and result rows in $OUT/results (copy them into
-# results/, then run results_table.py).
+# speeds printed first); everything comes back under ${OUT:-gpu-issue13}: logs, and result
+# rows in $OUT/results (copy them into results/, then run results_table.py).
 set -u
 OUT=${OUT:-gpu-issue13}
 ROWS=${ROWS:-"meta-sgd-omniglot-5w1s anil-omniglot-20w1s mamlpp-omniglot-20w1s imaml-omniglot-5w1s"}

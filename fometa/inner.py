@@ -51,8 +51,9 @@ def num_steps(support: Batch) -> int:
     return leading_size(support, "inner steps", " (support)")
 
 
-def check_loss(loss_fn: LossFn, params: Params, batch: Batch) -> None:
-    """A ValueError (at trace time) unless `loss_fn(params, batch)` is a scalar."""
+def check_loss(loss_fn: LossFn, params: Params, batch: Batch) -> jax.ShapeDtypeStruct:
+    """A ValueError (at trace time) unless `loss_fn(params, batch)` is a scalar; returns its
+    shape and dtype."""
     out = jax.eval_shape(loss_fn, params, batch)
     if isinstance(out, tuple):
         raise ValueError("loss_fn must return a scalar; it returned a tuple (loss, aux?): pass "
@@ -60,6 +61,7 @@ def check_loss(loss_fn: LossFn, params: Params, batch: Batch) -> None:
     if getattr(out, "shape", None) != ():
         raise ValueError(f"loss_fn must return a scalar; it returned shape "
                          f"{getattr(out, 'shape', type(out).__name__)} (reduce it, e.g. its mean)")
+    return out
 
 
 def check_support_and_query(support: Batch, query: Batch) -> None:
@@ -146,8 +148,7 @@ def inner_path(loss_fn: LossFn, params: Params, support: Batch,
         return adapted, final_state, losses, path
     one_batch = jax.tree_util.tree_map(
         lambda a: jax.ShapeDtypeStruct(jnp.shape(a)[1:], jnp.result_type(a)), support)
-    check_loss(loss_fn, params, one_batch)
-    no_loss = jnp.zeros((), jax.eval_shape(loss_fn, params, one_batch).dtype)
+    no_loss = jnp.zeros((), check_loss(loss_fn, params, one_batch).dtype)
     if not steps:  # at == (0,)
         path = jax.tree_util.tree_map(lambda v: v[None], each(params))
         return params, opt_state, jnp.zeros((0,), no_loss.dtype), path
