@@ -48,7 +48,7 @@ class Rule(NamedTuple):
     second_order: `grad` differentiates through the inner loop (MAML), so the inner
         optimizer's update must have a finite derivative (`check_differentiable`).
     options: `grad`'s keyword hyperparameters and their defaults (iMAML's `lam`,
-        `cg_steps`); `meta_learner(..., options=)` overrides them.
+        `cg_steps`, `hessian_batches`); `meta_learner(..., options=)` overrides them.
     learn_inner_lr: the inner learning rates the rule meta-learns (a `fometa.learned_lr`
         kind: Meta-SGD's "per-parameter"), or None.
     adapts_subset: the inner loop adapts only a subset of the parameters, which
@@ -121,18 +121,28 @@ def _sq_dist(a: Params, b: Params) -> jax.Array:
 
 
 def _imaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
-           query: Batch, lam: float = 1.0, cg_steps: int = 5):
+           query: Batch, lam: float = 1.0, cg_steps: int = 5,
+           hessian_batches: Optional[int] = None):
     """iMAML (Rajeswaran et al. 2019, Algorithm 2): the inner loop minimises the proximal
     objective L(phi) + lam/2 |phi - theta|^2 from theta; the meta-gradient solves
     (I + H/lam) g = grad L_query(phi) by `cg_steps` of conjugate gradient, H the Hessian of
-    the support loss (the mean over the support's batches) at phi, by Hessian-vector
-    products. Nothing is differentiated through the inner loop: memory is flat in its steps."""
+    the support loss at phi, by Hessian-vector products: the mean over the support's last
+    `hessian_batches` batches (None: all of them). Where every batch is the whole support in
+    another order (full-batch inner steps, as in imaml_dev) one batch gives the same H for
+    1/steps of the products. Nothing is differentiated through the inner loop: memory is flat
+    in its steps."""
+    steps = jax.tree_util.tree_leaves(support)[0].shape[0]
+    if hessian_batches is not None:
+        if not (isinstance(hessian_batches, int) and 1 <= hessian_batches <= steps):
+            raise ValueError(f"hessian_batches must be an integer from 1 to the {steps} "
+                             f"support batches, or None (all), not {hessian_batches!r}")
+        steps = hessian_batches
     theta = jax.lax.stop_gradient(params)
     proximal = lambda p, batch: loss_fn(p, batch) + 0.5 * lam * _sq_dist(p, theta)
     adapted, state, losses = run_inner(theta, loss=proximal)
     adapted = jax.lax.stop_gradient(adapted)
     qloss, query_grad = jax.value_and_grad(loss_fn)(adapted, query)
-    steps = jax.tree_util.tree_leaves(support)[0].shape[0]
+    curvature = jax.tree_util.tree_map(lambda a: a[a.shape[0] - steps:], support)
 
     def matvec(v):
         # H v summed batch by batch in a scan: memory holds one batch's products at a time.
@@ -143,7 +153,7 @@ def _imaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
             return jax.tree_util.tree_map(jnp.add, total, hv), None
 
         zero = jax.tree_util.tree_map(jnp.zeros_like, v)
-        hv = jax.lax.scan(add, zero, support)[0]
+        hv = jax.lax.scan(add, zero, curvature)[0]
         return jax.tree_util.tree_map(lambda x, h: x + h / (lam * steps), v, hv)
 
     grad, _ = jax.scipy.sparse.linalg.cg(matvec, query_grad, maxiter=cg_steps)
@@ -159,7 +169,8 @@ ALGORITHMS: dict[str, Rule] = {
     "foml": Rule(_foml, needs_query=False, interpolates=True),
     "meta-sgd": Rule(_maml, second_order=True, learn_inner_lr="per-parameter"),
     "anil": Rule(_maml, second_order=True, adapts_subset=True),
-    "imaml": Rule(_imaml, options=MappingProxyType({"lam": 1.0, "cg_steps": 5})),
+    "imaml": Rule(_imaml, options=MappingProxyType({"lam": 1.0, "cg_steps": 5,
+                                                    "hessian_batches": None})),
 }
 Algorithm = Union[str, Rule]  # a registered name, or a rule itself
 

@@ -122,8 +122,8 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         initialised: a flax model's "batch_stats" (`fometa.partition.collections()`).
       inner_trainable: the leaves the inner loop adapts (default: `trainable`); the outer
         loop still changes every trainable leaf (ANIL: the head only; "anil" needs it).
-      options: the algorithm's keyword hyperparameters (`Rule.options`; iMAML's `lam` and
-        `cg_steps`).
+      options: the algorithm's keyword hyperparameters (`Rule.options`; iMAML's `lam`,
+        `cg_steps` and `hessian_batches`).
       learn_inner_lr: meta-learn the inner learning rates with the initialisation
         (`fometa.learned_lr`): "per-parameter" (Meta-SGD; the default of "meta-sgd") or
         "per-layer-step" (MAML++'s LSLR, with `inner_steps` rates per parameter tensor).

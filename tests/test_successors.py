@@ -14,6 +14,7 @@ from fometa.learned_lr import WithRates
 from fometa.learner import multi_step_weights
 from fometa.run import resolve
 from fometa.run.cli import main
+from fometa.run.problems import algorithm_options
 from fometa.run.training import initial_state, setup
 
 A = jnp.array([1.0, 2.0, 0.5])   # the support loss's curvature per coordinate
@@ -302,6 +303,46 @@ def test_imaml_gradient_is_the_implicit_closed_form_and_maml_through_an_exact_so
         return quadratic(adapted, (B, D))
 
     np.testing.assert_allclose(grad, jax.grad(through_loop)(theta), rtol=1e-4)
+
+
+@pytest.mark.parametrize("hessian_batches", [None, 1, 2])
+def test_imaml_hessian_is_the_mean_over_the_chosen_support_batches(hessian_batches):
+    # Three support batches of different curvature a_k (minimum c): a numpy reference runs
+    # the proximal inner loop, then solves (I + H / lam) g = b (phi - d) with H the mean
+    # of the last `hessian_batches` batches' a_k (all three for None); H is diagonal.
+    lam, theta, lr = 2.0, np.array([0.0, 0.5, 1.0]), 0.1
+    curv = np.stack([np.asarray(A), [0.2, 3.0, 1.0], [1.5, 0.1, 2.5]])
+    phi = theta.copy()
+    for a in curv:
+        phi = phi - lr * (a * (phi - np.asarray(C)) + lam * (phi - theta))
+    chosen = curv if hessian_batches is None else curv[-hessian_batches:]
+    expected = np.asarray(B) * (phi - np.asarray(D)) / (1 + chosen.mean(0) / lam)
+    task = fometa.Task((jnp.asarray(curv, jnp.float32), jnp.stack([C] * 3)), (B, D))
+    learner = fometa.meta_learner(
+        "imaml", quadratic, lr, optax.sgd(1.0),
+        options={"lam": lam, "cg_steps": 3, "hessian_batches": hessian_batches})
+    grad = first_grad(learner, jnp.asarray(theta, jnp.float32),
+                      jax.tree_util.tree_map(lambda x: x[None], task))
+    np.testing.assert_allclose(grad, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, 4, 1.0])
+def test_imaml_hessian_batches_is_checked(bad):
+    learner = fometa.meta_learner("imaml", quadratic, 0.1,
+                                  options={"hessian_batches": bad})
+    with pytest.raises(ValueError, match=f"hessian_batches must be .* not {bad!r}"):
+        learner.step(learner.init(jnp.zeros(3)), one_task(3))
+
+
+def test_imaml_runs_take_one_hessian_batch_where_every_batch_is_the_whole_support():
+    # Full-batch inner steps (--inner-batch unset, the iMAML presets): every batch holds the
+    # same examples, so one gives the mean's Hessian; minibatches keep the mean over all.
+    full = resolve(preset="imaml-omniglot-5w1s")
+    assert full.inner_batch is None
+    assert algorithm_options(full) == {"lam": 2.0, "cg_steps": 5, "hessian_batches": 1}
+    assert algorithm_options(resolve(preset="imaml-omniglot-5w1s", inner_batch=2)) == {
+        "lam": 2.0, "cg_steps": 5}
+    assert algorithm_options(resolve(preset="maml-omniglot-5w1s")) == {}
 
 
 def test_imaml_memory_is_flat_in_inner_steps_and_maml_grows():

@@ -372,6 +372,20 @@ def learned_rates(cfg) -> str | None:
     return cfg.learn_inner_lr or get_rule(cfg.algorithm).learn_inner_lr
 
 
+def algorithm_options(cfg) -> dict[str, Any]:
+    """The options a run of `cfg` passes to its algorithm's rule (`Rule.options`): those its
+    settings give (`ALGORITHM_OPTIONS`), and iMAML's `hessian_batches` of 1 where every
+    inner batch is the whole support, reordered (`--inner-batch` unset: `FewShotTasks`,
+    `SineTasks`): each has the same Hessian, and the mean over all of them would repeat one
+    Hessian-vector product `inner_iters` times per CG step."""
+    rule = get_rule(cfg.algorithm)
+    options = {option: getattr(cfg, name) for option, name in ALGORITHM_OPTIONS.items()
+               if option in rule.options and getattr(cfg, name) is not None}
+    if "hessian_batches" in rule.options and cfg.inner_batch is None:
+        options["hessian_batches"] = 1
+    return options
+
+
 def make_problem(cfg) -> Problem:
     """The problem that `cfg.dataset` names, built from `cfg`."""
     return DATASETS[cfg.dataset].build(cfg)
@@ -397,8 +411,7 @@ def make_learner(cfg, problem: Problem) -> MetaLearner:
                           f"this problem names none (Problem.head)")
     if cfg.per_step_bn and problem.norms is None:
         raise ConfigError(f"--per-step-bn: the {cfg.dataset} model has no batch norm")
-    options = {option: getattr(cfg, name) for option, name in ALGORITHM_OPTIONS.items()
-               if option in rule.options and getattr(cfg, name) is not None}
+    options = algorithm_options(cfg)
     return meta_learner(cfg.algorithm, problem.loss_fn, inner, outer,
                         carry_inner_state=cfg.carry_inner_state,
                         sequential_tasks=cfg.task_order == "sequential", unroll=cfg.unroll,
