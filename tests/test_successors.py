@@ -305,6 +305,28 @@ def test_imaml_gradient_is_the_implicit_closed_form_and_maml_through_an_exact_so
     np.testing.assert_allclose(grad, jax.grad(through_loop)(theta), rtol=1e-4)
 
 
+def test_conjugate_gradient_solves_and_matches_jax_scipy_step_by_step():
+    # A random SPD system as a pytree of two leaves: n steps solve it (numpy's solve);
+    # fewer steps give jax.scipy's cg iterate with the same tolerance; b = 0 gives 0.
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(5, 5))
+    a = m @ m.T + 5 * np.eye(5)
+    b = rng.normal(size=5)
+    split = lambda v: {"u": v[:2], "w": v[2:]}
+    matvec = lambda t: split(jnp.asarray(a, jnp.float32)
+                             @ jnp.concatenate([t["u"], t["w"]]))
+    whole = lambda t: np.concatenate([t["u"], t["w"]])
+    rhs = split(jnp.asarray(b, jnp.float32))
+    cg = jax.jit(fometa.algorithms.conjugate_gradient, static_argnums=(0, 2))
+    np.testing.assert_allclose(whole(cg(matvec, rhs, 5)), np.linalg.solve(a, b), rtol=1e-4)
+    for steps in (1, 2, 3):
+        expected, _ = jax.scipy.sparse.linalg.cg(matvec, rhs, maxiter=steps)
+        np.testing.assert_allclose(whole(cg(matvec, rhs, steps)), whole(expected),
+                                   rtol=1e-5, atol=1e-7)
+    zero = cg(matvec, split(jnp.zeros(5)), 3)
+    assert np.all(whole(zero) == 0)
+
+
 @pytest.mark.parametrize("hessian_batches", [None, 1, 2])
 def test_imaml_hessian_is_the_mean_over_the_chosen_support_batches(hessian_batches):
     # Three support batches of different curvature a_k (minimum c): a numpy reference runs
