@@ -16,6 +16,7 @@ implicit meta-gradient by conjugate gradient on Hessian-vector products.
 from __future__ import annotations
 
 import inspect
+from numbers import Integral
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
@@ -159,10 +160,11 @@ def _imaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
     in its steps."""
     steps = jax.tree_util.tree_leaves(support)[0].shape[0]
     if hessian_batches is not None:
-        if not (isinstance(hessian_batches, int) and 1 <= hessian_batches <= steps):
-            raise ValueError(f"hessian_batches must be an integer from 1 to the {steps} "
-                             f"support batches, or None (all), not {hessian_batches!r}")
-        steps = hessian_batches
+        if (isinstance(hessian_batches, bool) or not isinstance(hessian_batches, Integral)
+                or not 1 <= hessian_batches <= steps):
+            raise ValueError(f"hessian_batches must be a Python integer from 1 to the "
+                             f"{steps} support batches, or None (all), not {hessian_batches!r}")
+        steps = int(hessian_batches)
     theta = jax.lax.stop_gradient(params)
     proximal = lambda p, batch: loss_fn(p, batch) + 0.5 * lam * _sq_dist(p, theta)
     adapted, state, losses = run_inner(theta, loss=proximal)

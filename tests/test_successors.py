@@ -14,7 +14,7 @@ from fometa.learned_lr import WithRates
 from fometa.learner import multi_step_weights
 from fometa.run import resolve
 from fometa.run.cli import main
-from fometa.run.problems import algorithm_options
+from fometa.run.problems import Problem, algorithm_options, make_problem
 from fometa.run.training import initial_state, setup
 
 A = jnp.array([1.0, 2.0, 0.5])   # the support loss's curvature per coordinate
@@ -348,7 +348,7 @@ def test_imaml_hessian_is_the_mean_over_the_chosen_support_batches(hessian_batch
     np.testing.assert_allclose(grad, expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("bad", [0, 4, 1.0])
+@pytest.mark.parametrize("bad", [0, 4, 1.0, True])
 def test_imaml_hessian_batches_is_checked(bad):
     learner = fometa.meta_learner("imaml", quadratic, 0.1,
                                   options={"hessian_batches": bad})
@@ -357,14 +357,45 @@ def test_imaml_hessian_batches_is_checked(bad):
 
 
 def test_imaml_runs_take_one_hessian_batch_where_every_batch_is_the_whole_support():
-    # Full-batch inner steps (--inner-batch unset, the iMAML presets): every batch holds the
-    # same examples, so one gives the mean's Hessian; minibatches keep the mean over all.
-    full = resolve(preset="imaml-omniglot-5w1s")
-    assert full.inner_batch is None
-    assert algorithm_options(full) == {"lam": 2.0, "cg_steps": 5, "hessian_batches": 1}
-    assert algorithm_options(resolve(preset="imaml-omniglot-5w1s", inner_batch=2)) == {
+    # The problem says whether every inner batch is the whole support (the samplers'
+    # `whole_support_batches`, checked below); the run's options follow it.
+    cfg = resolve(preset="imaml-omniglot-5w1s")
+    whole = Problem(*[None] * 5, "accuracy", {}, whole_support_batches=True)
+    assert algorithm_options(cfg, whole) == {"lam": 2.0, "cg_steps": 5, "hessian_batches": 1}
+    assert algorithm_options(cfg, whole._replace(whole_support_batches=False)) == {
         "lam": 2.0, "cg_steps": 5}
-    assert algorithm_options(resolve(preset="maml-omniglot-5w1s")) == {}
+    assert algorithm_options(resolve(preset="maml-omniglot-5w1s"), whole) == {}
+    sine = resolve(preset="reptile-sine", algorithm="imaml")  # 50 points, batches of 10
+    assert not make_problem(sine).whole_support_batches
+    every_point = resolve(preset="reptile-sine", algorithm="imaml", inner_batch=50)
+    assert make_problem(every_point).whole_support_batches
+
+
+def support_sets(support):
+    """Each inner batch's examples as a sorted list of rows (order removed)."""
+    x = np.asarray(support["x"]).reshape(support["x"].shape[0], support["x"].shape[1], -1)
+    return [sorted(map(tuple, batch)) for batch in x]
+
+
+@pytest.mark.parametrize("options, whole", [
+    ({}, True), ({"replacement": True}, True), ({"inner_batch": 6}, True),
+    ({"inner_batch": 2}, False), ({"inner_batch": 3, "tail_shots": 1}, False)])
+def test_few_shot_batches_are_the_whole_support_where_the_sampler_says(options, whole):
+    images = jax.random.randint(jax.random.PRNGKey(0), (8, 5, 4, 4, 1), 0, 255, jnp.uint8)
+    tasks = fometa.FewShotTasks(images, images, ways=3, train_shots=2, queries=1,
+                                      inner_iters=4, **{"inner_batch": None, **options})
+    assert tasks.whole_support_batches == whole
+    sets = support_sets(tasks.train_task(jax.random.PRNGKey(1)).support)
+    assert all(s == sets[0] for s in sets) == whole
+
+
+@pytest.mark.parametrize("batch, whole", [(10, True), (5, False)])
+def test_sine_batches_are_the_whole_support_where_the_sampler_says(batch, whole):
+    tasks = fometa.SineTasks(train_points=10, inner_batch=batch, inner_iters=4,
+                                   train_on_grid=False)
+    assert tasks.whole_support_batches == whole
+    sets = support_sets(tasks.train_task(jax.random.PRNGKey(1)).support)
+    assert all(s == sets[0] for s in sets) == whole
 
 
 def test_imaml_memory_is_flat_in_inner_steps_and_maml_grows():

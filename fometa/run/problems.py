@@ -50,6 +50,9 @@ class Problem(NamedTuple):
         adapts a subset (ANIL) adapts; None: the problem has none to offer.
     norms: a mask of the model's batch-norm parameters (what `--per-step-bn` gives one
         value per inner step); None: the model has none.
+    whole_support_batches: every inner batch of a training task holds the task's whole
+        support in some order, so that all have the same loss (iMAML then takes its
+        Hessian from one: `algorithm_options`); False where that is not known.
     data: the arrays that train_task and eval_task read (a pytree: an image dataset's
         splits), and with_data(data) -> the same problem reading them from `data`. The
         compiled training loop and evaluation (`bound`) take them as an argument, so that
@@ -70,6 +73,7 @@ class Problem(NamedTuple):
     illustrate: Callable[[Callable[[Any], Params], Params, jax.Array], Illustration] | None = None
     head: Mask | None = None  # the model's output layer (what ANIL's inner loop adapts)
     norms: Mask | None = None  # the batch-norm parameters (MAML++'s per-step ones)
+    whole_support_batches: bool = False
     data: Any = None
     with_data: Callable[[Any], Problem] | None = None
 
@@ -171,7 +175,8 @@ def sine_problem(cfg) -> Problem:
                    lambda p, b: mse(predict, p, b, reduce),
                    lambda p, q: {"mse": mse(predict, p, q)}, "mse", {"mse": "eval"},
                    illustrate=sine_adaptation(tasks, model.apply),
-                   head=by_path(lambda path: f"['Dense_{len(cfg.hidden)}']" in path))
+                   head=by_path(lambda path: f"['Dense_{len(cfg.hidden)}']" in path),
+                   whole_support_batches=tasks.whole_support_batches)
 
 
 def check_sine(cfg) -> None:
@@ -258,6 +263,7 @@ def classification_problem(cfg, splits: Splits | None = None) -> Problem:
                       {"accuracy": "eval", "accuracy_transductive": "eval_transductive"},
                       head=by_path(lambda path: "['logits']" in path),
                       norms=by_path(lambda path: "['norm" in path),
+                      whole_support_batches=tasks.whole_support_batches,
                       data=(tasks.train_images, tasks.test_images), with_data=with_data)
     return problem
 
@@ -372,16 +378,17 @@ def learned_rates(cfg) -> str | None:
     return cfg.learn_inner_lr or get_rule(cfg.algorithm).learn_inner_lr
 
 
-def algorithm_options(cfg) -> dict[str, Any]:
-    """The options a run of `cfg` passes to its algorithm's rule (`Rule.options`): those its
-    settings give (`ALGORITHM_OPTIONS`), and iMAML's `hessian_batches` of 1 where every
-    inner batch is the whole support, reordered (`--inner-batch` unset: `FewShotTasks`,
-    `SineTasks`): each has the same Hessian, and the mean over all of them would repeat one
+def algorithm_options(cfg, problem: Problem) -> dict[str, Any]:
+    """The options a run of `cfg` on `problem` passes to its algorithm's rule
+    (`Rule.options`): those its settings give (`ALGORITHM_OPTIONS`), and iMAML's
+    `hessian_batches` of 1 where every inner batch is the whole support, reordered
+    (`Problem.whole_support_batches`: full-batch inner steps, as in the iMAML presets):
+    each has the same Hessian, and the mean over all of them would repeat one
     Hessian-vector product `inner_iters` times per CG step."""
     rule = get_rule(cfg.algorithm)
     options = {option: getattr(cfg, name) for option, name in ALGORITHM_OPTIONS.items()
                if option in rule.options and getattr(cfg, name) is not None}
-    if "hessian_batches" in rule.options and cfg.inner_batch is None:
+    if "hessian_batches" in rule.options and problem.whole_support_batches:
         options["hessian_batches"] = 1
     return options
 
@@ -411,7 +418,7 @@ def make_learner(cfg, problem: Problem) -> MetaLearner:
                           f"this problem names none (Problem.head)")
     if cfg.per_step_bn and problem.norms is None:
         raise ConfigError(f"--per-step-bn: the {cfg.dataset} model has no batch norm")
-    options = algorithm_options(cfg)
+    options = algorithm_options(cfg, problem)
     return meta_learner(cfg.algorithm, problem.loss_fn, inner, outer,
                         carry_inner_state=cfg.carry_inner_state,
                         sequential_tasks=cfg.task_order == "sequential", unroll=cfg.unroll,

@@ -88,6 +88,14 @@ class FewShotTasks(NamedTuple):
     replacement: bool = False
     tail_shots: int | None = None
 
+    @property
+    def whole_support_batches(self) -> bool:
+        """Every training minibatch holds the whole support pool, in another order (an
+        epoch of `epoch_batches`, or all `distinct` examples with `replacement`); a tail
+        batch is never the whole pool."""
+        pool = self.ways * self.train_shots
+        return self.tail_shots is None and self.inner_batch in (None, pool)
+
     def _batches(self, key, n, batch, iters):
         sample = independent_batches if self.replacement else epoch_batches
         return sample(key, n, batch or n, iters)

@@ -38,6 +38,11 @@ class SineTasks(NamedTuple):
         """The evaluation inputs, [grid_points, 1]."""
         return jnp.linspace(*self.x_range, self.grid_points)[:, None]
 
+    @property
+    def whole_support_batches(self) -> bool:
+        """Every training minibatch holds all `train_points` inputs (in another order)."""
+        return self.inner_batch == self.train_points
+
     def function(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The task's amplitude and phase."""
         ka, kb = jax.random.split(key)
