@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Issue 13's rows: each successor's Omniglot preset trained for about ${MINUTES:-60} minutes
-# of this machine, evaluated ${EVALS:-2} times (halfway and at the end) on ${EVAL_TASKS:-1000}
-# tasks in both modes, written to results/ by benchmarks/reproduce.py as PRESET+Nits rows. A preset's
-# meta-iterations N are sized once from a timed training chunk (rounded down to hundreds, at
-# least 100) and kept in RUNS/PRESET.iters, so that running the script again
-# resumes each row from its run directory. Run from the repository root with
+# of this machine, evaluated ${EVALS:-2} times (halfway and at the end) on
+# ${EVAL_TASKS:-1000} tasks in both modes, written to results/ by benchmarks/reproduce.py as
+# PRESET+Nits rows. A preset's meta-iterations N are sized once from a timed training chunk
+# (rounded down to hundreds, at least 100) and kept in RUNS/PRESET.iters, so that running the
+# script again resumes each row from its run directory. Run from the repository root with
 # FOMETA_DATA_DIR set, in the background (nohup). ROWS overrides the list; RUNS and OUT the
 # folders of the run directories and of the result files (a smoke test writes elsewhere).
 set -eu

@@ -128,7 +128,11 @@ def conjugate_gradient(matvec: Callable[[Params], Params], b: Params, steps: int
     gives the same x). Unlike that function it does not evaluate A at x = 0: iMAML's A
     holds Hessian-vector products, and that one was a wasted product per task and a second
     copy of the whole second-order program for XLA to compile."""
-    def axpy(a, x, y):  # a x + y, leaf by leaf, in the leaves' dtype
+    gamma = _dot(b, b)
+    threshold = 1e-10 * gamma  # (1e-5 |b|)^2
+
+    def axpy(a, x, y):  # a x + y, leaf by leaf, in the leaves' dtype (optax's tree_add_scale
+        # would promote bfloat16 leaves to the scalar's float32)
         return jax.tree_util.tree_map(lambda xi, yi: a.astype(xi.dtype) * xi + yi, x, y)
 
     def iteration(_, carry):
@@ -141,8 +145,6 @@ def conjugate_gradient(matvec: Callable[[Params], Params], b: Params, steps: int
         beta = jnp.where(going, new_gamma / jnp.where(going, gamma, 1.0), 0.0)
         return x, r, axpy(beta, p, r), jnp.where(going, new_gamma, gamma)
 
-    gamma = _dot(b, b)
-    threshold = 1e-10 * gamma  # (1e-5 |b|)^2
     zero = jax.tree_util.tree_map(jnp.zeros_like, b)
     return jax.lax.fori_loop(0, steps, iteration, (zero, b, b, gamma))[0]
 
@@ -159,18 +161,19 @@ def _imaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
     1/steps of the products. Nothing is differentiated through the inner loop: memory is flat
     in its steps."""
     steps = jax.tree_util.tree_leaves(support)[0].shape[0]
+    batches = steps  # how many of the support's last batches H averages over
     if hessian_batches is not None:
         if (isinstance(hessian_batches, bool) or not isinstance(hessian_batches, Integral)
                 or not 1 <= hessian_batches <= steps):
             raise ValueError(f"hessian_batches must be a Python integer from 1 to the "
                              f"{steps} support batches, or None (all), not {hessian_batches!r}")
-        steps = int(hessian_batches)
+        batches = int(hessian_batches)
     theta = jax.lax.stop_gradient(params)
     proximal = lambda p, batch: loss_fn(p, batch) + 0.5 * lam * _sq_dist(p, theta)
     adapted, state, losses = run_inner(theta, loss=proximal)
     adapted = jax.lax.stop_gradient(adapted)
     qloss, query_grad = jax.value_and_grad(loss_fn)(adapted, query)
-    curvature = jax.tree_util.tree_map(lambda a: a[a.shape[0] - steps:], support)
+    curvature = jax.tree_util.tree_map(lambda a: a[steps - batches:], support)
 
     def matvec(v):
         # H v summed batch by batch in a scan: memory holds one batch's products at a time.
@@ -182,7 +185,7 @@ def _imaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
 
         zero = jax.tree_util.tree_map(jnp.zeros_like, v)
         hv = jax.lax.scan(add, zero, curvature)[0]
-        return jax.tree_util.tree_map(lambda x, h: x + h / (lam * steps), v, hv)
+        return jax.tree_util.tree_map(lambda x, h: x + h / (lam * batches), v, hv)
 
     return conjugate_gradient(matvec, query_grad, cg_steps), state, losses, qloss
 

@@ -383,7 +383,7 @@ def support_sets(support):
 def test_few_shot_batches_are_the_whole_support_where_the_sampler_says(options, whole):
     images = jax.random.randint(jax.random.PRNGKey(0), (8, 5, 4, 4, 1), 0, 255, jnp.uint8)
     tasks = fometa.FewShotTasks(images, images, ways=3, train_shots=2, queries=1,
-                                      inner_iters=4, **{"inner_batch": None, **options})
+                                inner_iters=4, **{"inner_batch": None, **options})
     assert tasks.whole_support_batches == whole
     sets = support_sets(tasks.train_task(jax.random.PRNGKey(1)).support)
     assert all(s == sets[0] for s in sets) == whole
@@ -392,7 +392,7 @@ def test_few_shot_batches_are_the_whole_support_where_the_sampler_says(options, 
 @pytest.mark.parametrize("batch, whole", [(10, True), (5, False)])
 def test_sine_batches_are_the_whole_support_where_the_sampler_says(batch, whole):
     tasks = fometa.SineTasks(train_points=10, inner_batch=batch, inner_iters=4,
-                                   train_on_grid=False)
+                             train_on_grid=False)
     assert tasks.whole_support_batches == whole
     sets = support_sets(tasks.train_task(jax.random.PRNGKey(1)).support)
     assert all(s == sets[0] for s in sets) == whole
