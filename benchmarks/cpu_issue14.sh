@@ -5,7 +5,8 @@
 #   1. MAML on Omniglot vs torch.func, with fometa's command-line default (remat on a CPU
 #      from 2 inner steps) and without remat
 #   2. Mini-ImageNet vs torch.func for all three algorithms
-#   3. Mini-ImageNet meta-steps per HLO op kind (profile_ops.py)
+#   3. Mini-ImageNet row taps against k*k patches (conv_taps.py)
+#   4. Mini-ImageNet meta-steps per HLO op kind (profile_ops.py)
 . benchmarks/cpu_preamble.sh
 
 { python3 benchmarks/speed.py --workload omniglot-5w1s --algorithm maml --iters 20 --json --torch --remat
@@ -16,6 +17,11 @@
   done
   python3 benchmarks/speed.py --workload miniimagenet-5w1s --algorithm maml --iters 3 --json --torch --remat
 } 2>&1 | tee "$OUT/speed_miniimagenet.txt"
+{ for a in fomaml reptile; do
+    python3 benchmarks/conv_taps.py --workload miniimagenet-5w1s --algorithm "$a" --iters 5 --json
+  done
+  python3 benchmarks/conv_taps.py --workload miniimagenet-5w1s --algorithm maml --remat --iters 3 --json
+} 2>&1 | tee "$OUT/conv_taps_miniimagenet.txt"
 { for a in fomaml reptile; do
     python3 benchmarks/profile_ops.py --workload miniimagenet-5w1s --algorithm "$a" --iters 3 --json
   done

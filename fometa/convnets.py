@@ -8,7 +8,11 @@ defaults: Glorot-uniform kernels, zero biases.
 `conv` picks the convolution implementation; both give the same parameter tree:
   "xla":   `jax.lax.conv_general_dilated`.
   "patch": the k*k strided taps of the SAME-padded input, concatenated on the channel
-           axis, times the kernel reshaped to [k*k*Cin, Cout] (one matmul).
+           axis, times the kernel reshaped to [k*k*Cin, Cout] (one matmul). On the CPU a
+           stride-1 layer with at least ROW_TAPS_MIN_CHANNELS input channels takes only the
+           k horizontal taps instead, times the kernel as [k*Cin, k*Cout], and adds the k
+           vertically shifted partial outputs (`row_tap_conv`): a third of the patches to
+           build, fold back and transpose.
   "auto":  "patch" on CPU and GPU, "xla" elsewhere (TPU, unmeasured). Under vmap with
            per-task weights the convolutions become grouped ones, and inside a
            `lax.scan` body (the inner loop) XLA:CPU runs their gradients through its
@@ -73,18 +77,68 @@ def extract_patches(x: jax.Array, kh: int, kw: int, stride: int = 1) -> jax.Arra
     return jnp.concatenate(taps, axis=-1)
 
 
-def patch_conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
-    """`xla_conv` as patch extraction and one matmul with the kernel as [kh*kw*Cin, Cout].
+def _product():
+    """On the CPU `fometa.matmul.matmul`, whose gradients of every order keep the layouts
+    XLA:CPU's fast dot path takes (the plain product's weight gradient does not)."""
+    return matmul if jax.default_backend() == "cpu" else jnp.matmul
 
-    On the CPU the matmul is `fometa.matmul.matmul`, whose gradients of every order keep
-    the layouts XLA:CPU's fast dot path takes (the plain product's weight gradient does not).
+
+def _shifted(z: jax.Array, axis: int, d: int) -> jax.Array:
+    """out[..., r, ...] = z[..., r + d, ...] along `axis`, zero where r + d is outside."""
+    size = z.shape[axis]
+    lo, hi = min(max(d, 0), size), min(max(size + d, 0), size)
+    before = min(max(-d, 0), size)
+    pad = [(0, 0)] * z.ndim
+    pad[axis] = (before, size - before - (hi - lo))
+    return jnp.pad(jax.lax.slice_in_dim(z, lo, hi, axis=axis), pad)
+
+
+def row_tap_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 `xla_conv` from horizontal taps: x [N, H, W, Cin] -> [N, H, W, Cout].
+
+    The kw horizontal taps of the input (padded along W), concatenated on the channel axis
+    ([N, H, W, kw*Cin]), times the kernel as [kw*Cin, kh*Cout] give z [N, H, W, kh, Cout]:
+    z[:, r, :, i] is input row r's contribution, through kernel row i, to output row
+    r - i + pad_top. Shifted back by those offsets and added, they are the convolution:
+    the same multiply-adds as `patch_conv`, from patches kh times smaller.
     """
     kh, kw, cin, cout = kernel.shape
+    n, h, w, c = x.shape
+    _, (pad_h, _) = same_padding(h, kh, 1)
+    _, pad_w = same_padding(w, kw, 1)
+    xp = jnp.pad(x, ((0, 0), (0, 0), pad_w, (0, 0)))
+    taps = jnp.concatenate([jax.lax.slice_in_dim(xp, j, j + w, axis=2) for j in range(kw)],
+                           axis=-1)
+    wk = kernel.astype(x.dtype).transpose(1, 2, 0, 3).reshape(kw * cin, kh * cout)
+    z = _product()(taps.reshape(n * h * w, kw * c), wk).reshape(n, h, w, kh, cout)
+    return sum(_shifted(z[:, :, :, i], 1, i - pad_h) for i in range(kh))
+
+
+# Row taps pay from this many input channels (measured on the CPU, Mini-ImageNet: the
+# 32-channel layers faster, the 3-channel first layer slower; benchmarks/README.md,
+# "Mini-ImageNet: row taps"). With stride 2 they would compute every row, not every other.
+ROW_TAPS_MIN_CHANNELS = 32
+
+
+def patch_conv(x: jax.Array, kernel: jax.Array, stride: int = 1, rows: bool | None = None
+               ) -> jax.Array:
+    """`xla_conv` as patch extraction and one matmul with the kernel as [kh*kw*Cin, Cout].
+
+    `rows=True` takes `row_tap_conv`'s horizontal taps instead (stride 1 only); None: on
+    the CPU for stride 1 and at least ROW_TAPS_MIN_CHANNELS input channels.
+    """
+    kh, kw, cin, cout = kernel.shape
+    if rows is None:
+        rows = (stride == 1 and cin >= ROW_TAPS_MIN_CHANNELS
+                and jax.default_backend() == "cpu")
+    if rows:
+        if stride != 1:
+            raise ValueError(f"row taps take stride 1; got stride {stride}")
+        return row_tap_conv(x, kernel)
     patches = extract_patches(x, kh, kw, stride)
     n, ho, wo, k = patches.shape
     w = kernel.astype(x.dtype).reshape(kh * kw * cin, cout)
-    product = matmul if jax.default_backend() == "cpu" else jnp.matmul
-    return product(patches.reshape(n * ho * wo, k), w).reshape(n, ho, wo, cout)
+    return _product()(patches.reshape(n * ho * wo, k), w).reshape(n, ho, wo, cout)
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, conv: ConvImpl = "auto"

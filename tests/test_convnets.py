@@ -64,17 +64,20 @@ def net_inputs(name, n=6, key=1):
 
 # --- patch convolution -----------------------------------------------------------------
 
-CONV_CASES = [(size, stride) for size in (28, 14, 7, 4, 5, 1, 84) for stride in (1, 2)]
+# (size, stride, rows): every size with both strides in the k*k-patch form, and the
+# stride-1 sizes again in the row-tap form.
+CONV_CASES = ([(size, stride, False) for size in (28, 14, 7, 4, 5, 1, 84) for stride in (1, 2)]
+              + [(size, 1, True) for size in (28, 7, 4, 5, 2, 1, 84)])
 
 
-@pytest.mark.parametrize("size,stride", CONV_CASES)
-def test_patch_conv_matches_xla(size, stride):
+@pytest.mark.parametrize("size,stride,rows", CONV_CASES)
+def test_patch_conv_matches_xla(size, stride, rows):
     x, kernel, kg = conv_inputs(jax.random.PRNGKey(size * 10 + stride), 2, size, 3, 4)
     cot = jax.random.normal(kg, (2, -(-size // stride), -(-size // stride), 4))
 
     @jax.jit
     def value_and_vjp(a, k):  # gradients w.r.t. input and kernel for a random cotangent
-        out, vjp = jax.vjp(lambda a, k: convnets.patch_conv(a, k, stride), a, k)
+        out, vjp = jax.vjp(lambda a, k: convnets.patch_conv(a, k, stride, rows), a, k)
         ref, vjp_ref = jax.vjp(lambda a, k: reference_conv(a, k, stride), a, k)
         return out, ref, convnets.xla_conv(a, k, stride), vjp(cot), vjp_ref(cot)
 
@@ -87,25 +90,29 @@ def test_patch_conv_matches_xla(size, stride):
         assert rel_err(g, g_ref) < 1e-5
 
 
-@pytest.mark.parametrize("kernel_size,size,stride", [(1, 7, 2), (2, 7, 2), (2, 6, 1), (5, 9, 2)])
-def test_patch_conv_other_kernel_sizes(kernel_size, size, stride):
+@pytest.mark.parametrize("kernel_size,size,stride,rows",
+                         [(1, 7, 2, False), (2, 7, 2, False), (2, 6, 1, False), (5, 9, 2, False),
+                          (1, 7, 1, True), (2, 6, 1, True), (2, 7, 1, True), (5, 9, 1, True),
+                          (5, 2, 1, True)])
+def test_patch_conv_other_kernel_sizes(kernel_size, size, stride, rows):
     x, kernel, _ = conv_inputs(jax.random.PRNGKey(0), 2, size, 2, 3, kernel_size)
     ref = reference_conv(x, kernel, stride)
-    assert rel_err(convnets.patch_conv(x, kernel, stride), ref) < 1e-6
+    assert rel_err(convnets.patch_conv(x, kernel, stride, rows), ref) < 1e-6
 
 
 def test_patch_conv_exact_in_float64():
     with jax.enable_x64(True):
         x, kernel, _ = conv_inputs(jax.random.PRNGKey(3), 2, 7, 3, 4)
         x, kernel = x.astype(jnp.float64), kernel.astype(jnp.float64)
-        for stride in (1, 2):
-            out = convnets.patch_conv(x, kernel, stride)
+        for stride, rows in ((1, False), (2, False), (1, True)):
+            out = convnets.patch_conv(x, kernel, stride, rows)
             assert out.dtype == jnp.float64
             assert rel_err(out, reference_conv(x, kernel, stride)) < 1e-13
 
 
-@pytest.mark.parametrize("size,stride", [(28, 2), (7, 2), (4, 2), (21, 1)])
-def test_patch_conv_under_vmap_with_per_task_kernels(size, stride):
+@pytest.mark.parametrize("size,stride,rows", [(28, 2, False), (7, 2, False), (4, 2, False),
+                                              (21, 1, False), (21, 1, True), (6, 1, True)])
+def test_patch_conv_under_vmap_with_per_task_kernels(size, stride, rows):
     tasks = 3
     x, kernel, kg = conv_inputs(jax.random.PRNGKey(size), 4, size, 3, 5, lead=(tasks,))
 
@@ -117,7 +124,7 @@ def test_patch_conv_under_vmap_with_per_task_kernels(size, stride):
         grad = jax.grad(lambda a, k: loss(conv_fn, a, k), argnums=(0, 1), has_aux=True)
         return jax.jit(jax.vmap(grad))(x, kernel)
 
-    (gx, gk), out = per_task(convnets.patch_conv)
+    (gx, gk), out = per_task(lambda a, k, s: convnets.patch_conv(a, k, s, rows))
     (gx_ref, gk_ref), out_ref = per_task(reference_conv)
     assert out.shape == (tasks, 4, -(-size // stride), -(-size // stride), 5)
     assert rel_err(out, out_ref) < 1e-6
@@ -126,6 +133,46 @@ def test_patch_conv_under_vmap_with_per_task_kernels(size, stride):
     # Each task used its own kernel: the same as looping over tasks.
     loop = jnp.stack([reference_conv(x[t], kernel[t], stride) for t in range(tasks)])
     assert rel_err(out, loop) < 1e-6
+
+
+@pytest.mark.parametrize("rows", [False, True])
+def test_patch_conv_second_order_matches_xla(rows):
+    """MAML differentiates through the inner step's convolutions: a Hessian-vector product
+    of a loss of the conv's output, w.r.t. the kernel, against XLA's convolution (float64)."""
+    with jax.enable_x64(True):
+        x, kernel, kv = conv_inputs(jax.random.PRNGKey(7), 2, 9, 4, 3)
+        x, kernel = x.astype(jnp.float64), kernel.astype(jnp.float64)
+        v = jax.random.normal(kv, kernel.shape, jnp.float64)
+
+        def hvp(conv_fn):
+            loss = lambda k: jnp.sum(jnp.sin(conv_fn(x, k)))
+            # reverse over reverse, as MAML's (fometa.matmul's custom VJPs have no JVP)
+            return jax.grad(lambda k: jnp.vdot(jax.grad(loss)(k), v))(kernel)
+
+        got = jax.jit(lambda: hvp(lambda a, k: convnets.patch_conv(a, k, 1, rows)))()
+        assert rel_err(got, hvp(lambda a, k: reference_conv(a, k, 1))) < 1e-12
+
+
+def test_patch_conv_takes_row_taps_by_channels_and_stride(monkeypatch):
+    """The default (`rows=None`) is row taps exactly for stride 1 from
+    ROW_TAPS_MIN_CHANNELS input channels on the CPU; stride 2 refuses them."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    floor = convnets.ROW_TAPS_MIN_CHANNELS
+
+    def concatenated_channels(stride, cin):  # the channel count of the patches it builds
+        x, kernel, _ = conv_inputs(jax.random.PRNGKey(0), 1, 6, cin, 2)
+        jaxpr = jax.make_jaxpr(lambda a, k: convnets.patch_conv(a, k, stride))(x, kernel)
+        return [e.outvars[0].aval.shape[-1] for e in jaxpr.eqns
+                if e.primitive.name == "concatenate"]
+
+    assert concatenated_channels(1, floor) == [3 * floor]
+    assert concatenated_channels(1, floor - 1) == [9 * (floor - 1)]
+    assert concatenated_channels(2, floor) == [9 * floor]
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert concatenated_channels(1, floor) == [9 * floor]
+    x, kernel, _ = conv_inputs(jax.random.PRNGKey(0), 1, 6, 2, 2)
+    with pytest.raises(ValueError, match="stride 1; got stride 2"):
+        convnets.patch_conv(x, kernel, 2, rows=True)
 
 
 def test_resolve_conv(monkeypatch):
