@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks issue 4 still lacks, for the next session that is lent a device (about 8
+# The GPU checks issue 4 still lacks, for the next session that is lent a device (about 10
 # minutes of device time; no data needed: the benchmarks use random images). Run from the
 # repository root on the GPU machine (jax[cuda], flax, optax, tqdm, matplotlib, pillow, and
 # pytest for step 6). Writes logs under ${OUT:-gpu-followup}. Each step has its own timeout
@@ -9,7 +9,8 @@
 #   2. the scan over meta-iterations: plain, unrolled 10x, and with CUDA-graph command
 #      buffers for loops (--xla_gpu_enable_command_buffer with WHILE)
 #   3. bfloat16 vs float32 speed, and MAML with and without remat
-#   4. the speed workload (speed.py) for all three algorithms on both datasets
+#   4. the speed workload (speed.py) for all three algorithms on both datasets, and
+#      Mini-ImageNet's row taps against k*k patches (conv_taps.py)
 #   5. bfloat16 accuracy (dtype.py) on the GPU
 #   6. the numerics tests on the GPU at full float32 precision
 set -u
@@ -43,6 +44,10 @@ for w in omniglot-5w1s miniimagenet-5w1s; do
     timeout 40 python3 benchmarks/speed.py --workload $w --algorithm $a --iters 20 --json | tail -1
   done
 done | tee "$OUT/speed.txt"
+for a in fomaml reptile; do  # the CPU's row taps (fometa.convnets.row_tap_conv) on the GPU
+  timeout 60 python3 benchmarks/conv_taps.py --workload miniimagenet-5w1s --algorithm $a \
+    --iters 20 --json | tail -1
+done | tee "$OUT/conv_taps.txt"
 
 timeout 90 python3 benchmarks/dtype.py 2>&1 | tail -6 | tee "$OUT/dtype.txt"
 

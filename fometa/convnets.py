@@ -11,8 +11,8 @@ defaults: Glorot-uniform kernels, zero biases.
            axis, times the kernel reshaped to [k*k*Cin, Cout] (one matmul). On the CPU a
            stride-1 layer with at least ROW_TAPS_MIN_CHANNELS input channels takes only the
            k horizontal taps instead, times the kernel as [k*Cin, k*Cout], and adds the k
-           vertically shifted partial outputs (`row_tap_conv`): a third of the patches to
-           build, fold back and transpose.
+           vertically shifted partial outputs (`row_tap_conv`): 1/k of the patches (a third
+           for 3x3) to build, fold back and transpose.
   "auto":  "patch" on CPU and GPU, "xla" elsewhere (TPU, unmeasured). Under vmap with
            per-task weights the convolutions become grouped ones, and inside a
            `lax.scan` body (the inner loop) XLA:CPU runs their gradients through its
@@ -25,6 +25,8 @@ defaults: Glorot-uniform kernels, zero biases.
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Literal
 
 import flax.linen as nn
@@ -111,12 +113,18 @@ def row_tap_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
                            axis=-1)
     wk = kernel.astype(x.dtype).transpose(1, 2, 0, 3).reshape(kw * cin, kh * cout)
     z = _product()(taps.reshape(n * h * w, kw * c), wk).reshape(n, h, w, kh, cout)
-    return sum(_shifted(z[:, :, :, i], 1, i - pad_h) for i in range(kh))
+    # Added in at least float32. In bfloat16 each partial output is still rounded by its
+    # product, so the sum is a little less accurate than `patch_conv`'s single product
+    # (1.16x its error in tests/test_convnets.py; 1.27x with the sum in bfloat16).
+    acc = jnp.promote_types(z.dtype, jnp.float32)
+    parts = [_shifted(z[:, :, :, i].astype(acc), 1, i - pad_h) for i in range(kh)]
+    return functools.reduce(operator.add, parts).astype(x.dtype)
 
 
-# Row taps pay from this many input channels (measured on the CPU, Mini-ImageNet: the
-# 32-channel layers faster, the 3-channel first layer slower; benchmarks/README.md,
-# "Mini-ImageNet: row taps"). With stride 2 they would compute every row, not every other.
+# Row taps from this many input channels on the CPU. Measured on Mini-ImageNet: its
+# 32-channel layers faster with them, its 3-channel first layer slower (benchmarks/README.md,
+# "Mini-ImageNet: row taps"); where between 3 and 32 they start to pay is unmeasured. With
+# stride 2 they would compute every row, not every other.
 ROW_TAPS_MIN_CHANNELS = 32
 
 
