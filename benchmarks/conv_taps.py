@@ -3,8 +3,8 @@
     python benchmarks/conv_taps.py --workload miniimagenet-5w1s --algorithm fomaml \\
         [--iters 5] [--remat] [--json]
 
-`fometa.convnets.patch_conv` builds, for a stride-1 layer with at least
-`ROW_TAPS_MIN_CHANNELS` input channels on the CPU, only the k horizontal taps
+`fometa.convnets.patch_conv` builds, on the CPU for a stride-1 layer with at least
+`ROW_TAPS_MIN_CHANNELS` input channels (`takes_row_taps`), only the k horizontal taps
 (`row_tap_conv`) instead of all k*k (`extract_patches`). This script compiles the same
 meta-step twice in one process, once with that rule on any backend ("rows": fometa's
 default on the CPU; on a GPU it measures what the rule would give there) and once with
@@ -44,8 +44,7 @@ def main(argv=None) -> dict:
     default = convnets.patch_conv
 
     def rule(x, kernel, stride=1):  # the CPU's rule, on any backend
-        return default(x, kernel, stride, rows=(
-            stride == 1 and kernel.shape[2] >= convnets.ROW_TAPS_MIN_CHANNELS))
+        return default(x, kernel, stride, rows=convnets.takes_row_taps(stride, kernel.shape[2]))
 
     calls, compile_s = {}, {}
     try:
@@ -65,8 +64,8 @@ def main(argv=None) -> dict:
             call()
             times[name].append(1000 * (time.perf_counter() - t0))
     ms = {name: statistics.median(t) for name, t in times.items()}
-    result = {"workload": args.workload, "device": str(jax.devices()[0]), "algorithm": args.algorithm, "remat": args.remat,
-              "iters": args.iters, "ms_per_meta_step": ms, "compile_s": compile_s,
+    result = {"workload": args.workload, "device": str(jax.devices()[0]),
+              "algorithm": args.algorithm, "remat": args.remat, "iters": args.iters, "ms_per_meta_step": ms, "compile_s": compile_s,
               "patches_over_rows": ms["patches"] / ms["rows"]}
     print(f"{args.workload} {args.algorithm}: rows {ms['rows']:.1f} ms, patches "
           f"{ms['patches']:.1f} ms ({result['patches_over_rows']:.2f}x); compile "

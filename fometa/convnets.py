@@ -107,10 +107,7 @@ def row_tap_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     kh, kw, cin, cout = kernel.shape
     n, h, w, c = x.shape
     _, (pad_h, _) = same_padding(h, kh, 1)
-    _, pad_w = same_padding(w, kw, 1)
-    xp = jnp.pad(x, ((0, 0), (0, 0), pad_w, (0, 0)))
-    taps = jnp.concatenate([jax.lax.slice_in_dim(xp, j, j + w, axis=2) for j in range(kw)],
-                           axis=-1)
+    taps = extract_patches(x, 1, kw)  # [N, H, W, kw*Cin]: a 1 x kw window has no row padding
     wk = kernel.astype(x.dtype).transpose(1, 2, 0, 3).reshape(kw * cin, kh * cout)
     z = _product()(taps.reshape(n * h * w, kw * c), wk).reshape(n, h, w, kh, cout)
     # Added in at least float32. In bfloat16 each partial output is still rounded by its
@@ -128,17 +125,22 @@ def row_tap_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
 ROW_TAPS_MIN_CHANNELS = 32
 
 
+def takes_row_taps(stride: int, cin: int) -> bool:
+    """Whether a layer's shape takes row taps where they are used (on the CPU): stride 1
+    and at least ROW_TAPS_MIN_CHANNELS input channels."""
+    return stride == 1 and cin >= ROW_TAPS_MIN_CHANNELS
+
+
 def patch_conv(x: jax.Array, kernel: jax.Array, stride: int = 1, rows: bool | None = None
                ) -> jax.Array:
     """`xla_conv` as patch extraction and one matmul with the kernel as [kh*kw*Cin, Cout].
 
     `rows=True` takes `row_tap_conv`'s horizontal taps instead (stride 1 only); None: on
-    the CPU for stride 1 and at least ROW_TAPS_MIN_CHANNELS input channels.
+    the CPU where `takes_row_taps`.
     """
     kh, kw, cin, cout = kernel.shape
     if rows is None:
-        rows = (stride == 1 and cin >= ROW_TAPS_MIN_CHANNELS
-                and jax.default_backend() == "cpu")
+        rows = takes_row_taps(stride, cin) and jax.default_backend() == "cpu"
     if rows:
         if stride != 1:
             raise ValueError(f"row taps take stride 1; got stride {stride}")
