@@ -12,7 +12,8 @@ HLO instruction name) and prints, per meta-step, the milliseconds of each kind o
 instruction name before its first '.': dot, fusion, reduce-window (max-pool),
 select-and-scatter (its gradient), copy, ...) and of the `--top` costliest instructions.
 Thunks of the two cores overlap, so the kinds add up to more than the wall time; the
-shares say where the work is. With --json the last line is one JSON object.
+shares say where the work is. It also prints for how long 0, 1 and 2 or more operations
+ran at once (per meta-step, from the first operation's start to the last one's end). With --json the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ import preset_speed  # noqa: E402  (a preset's compiled chunk, shared with prese
 import speed  # noqa: E402  (the workload and its step, shared with speed.py)
 
 
-def op_times(trace_dir: Path) -> dict[str, float]:
-    """Microseconds per HLO instruction name, summed over the trace's complete events."""
+def op_events(trace_dir: Path) -> list[tuple[str, float, float]]:
+    """(HLO instruction name, start, duration) in microseconds of the trace's complete
+    events on XLA's threads."""
     [path] = list(trace_dir.rglob("*.trace.json.gz")) or [None]
     if path is None:
         raise SystemExit(f"profile_ops: no Perfetto trace written under {trace_dir}")
@@ -45,15 +47,34 @@ def op_times(trace_dir: Path) -> dict[str, float]:
     events = events["traceEvents"] if isinstance(events, dict) else events
     threads = {(e.get("pid"), e.get("tid")): e.get("args", {}).get("name", "")
                for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"}
-    totals: dict[str, float] = collections.Counter()
+    out = []
     for e in events:
         if e.get("ph") != "X" or "dur" not in e:
             continue
         thread = threads.get((e.get("pid"), e.get("tid")), "")
         if "python" in thread.lower():  # the host's Python frames, not XLA's thunks
             continue
-        totals[e["name"]] += float(e["dur"])
-    return dict(totals)
+        out.append((e["name"], float(e["ts"]), float(e["dur"])))
+    return out
+
+
+def is_op(name: str) -> bool:
+    """Thunk names are HLO instructions; anything else (the executable's own span,
+    host-side events) is left out by keeping names that look like instructions."""
+    return "." in name or name in ("dot", "copy", "fusion")
+
+
+def running(events: list[tuple[str, float, float]]) -> dict[str, float]:
+    """Microseconds, from the first operation's start to the last one's end, during which
+    0, 1 and 2 or more operations ran at once (thunks overlap only across threads)."""
+    edges = sorted([(t, 1) for _, t, _ in events] + [(t + d, -1) for _, t, d in events])
+    spans: dict[str, float] = collections.Counter()
+    count, last = 0, None
+    for t, step in edges:
+        if last is not None:
+            spans[str(min(count, 2))] += t - last
+        count, last = count + step, t
+    return {"0": spans["0"], "1": spans["1"], "2+": spans["2"]}
 
 
 def kind(name: str) -> str:
@@ -92,17 +113,20 @@ def main(argv=None) -> dict:
             for _ in range(calls):
                 call()
         wall_ms = 1e3 * (time.perf_counter() - t0) / args.iters
-        totals = op_times(Path(tmp))
-    # Thunk names are HLO instructions; anything else (the executable's own span,
-    # host-side events) is left out by keeping names that look like instructions.
-    ops = {n: us / 1e3 / args.iters for n, us in totals.items()
-           if "." in n or n in ("dot", "copy", "fusion")}
+        events = [e for e in op_events(Path(tmp)) if is_op(e[0])]
+    totals: dict[str, float] = collections.Counter()
+    for name, _, dur in events:
+        totals[name] += dur
+    ops = {n: us / 1e3 / args.iters for n, us in totals.items()}
+    at_once = {k: us / 1e3 / args.iters for k, us in running(events).items()}
     kinds: dict[str, float] = collections.Counter()
     for name, ms in ops.items():
         kinds[kind(name)] += ms
     busy = sum(kinds.values())
     print(f"{args.workload} {args.algorithm}: {wall_ms:.1f} ms per meta-step under the "
           f"profiler, {busy:.1f} ms of op time (both cores), compile {compile_s:.1f} s")
+    print("  operations running at once: " + ", ".join(
+        f"{k} for {ms:.1f} ms" for k, ms in at_once.items()))
     for k, ms in sorted(kinds.items(), key=lambda kv: -kv[1]):
         print(f"  {k:<24} {ms:8.2f} ms  {100 * ms / busy:5.1f}%")
     print(f"  top {args.top} instructions:")
@@ -112,6 +136,7 @@ def main(argv=None) -> dict:
     out = {"workload": args.workload, "algorithm": args.algorithm, "remat": remat,
            "wall_ms_per_meta_step": wall_ms, "op_ms_per_meta_step": busy,
            "kinds_ms": dict(kinds), "top_ms": dict(top), "iters": args.iters,
+           "ops_at_once_ms": at_once,
            "jax": jax.__version__, "device": str(jax.devices()[0])}
     if args.json:
         print(json.dumps(out))

@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py --workload omniglot-5w1s|miniimagenet-5w1s \\
         --algorithm maml|fomaml|reptile|meta-sgd|anil|imaml|maml++ --iters N --json
-        [--torch] [--threads N] [--unroll K] [--remat] [--adapt]
+        [--torch] [--threads N] [--unroll K] [--remat] [--adapt] [--tasks T] [--devices N]
 
 One meta-step: 5 tasks, each 5-way with 5 inner SGD steps (lr 0.1) on batches of 10 images
 (28x28x1 with `fometa.OmniglotCNN`, or 84x84x3 with `fometa.MiniImageNetCNN`; batch norm
@@ -10,7 +10,11 @@ with batch statistics), 5 query images per task for MAML/FOMAML; then the outer 
 (Adam 1e-3 for MAML/FOMAML, Reptile's interpolation `fometa.reptile_outer(0.1)`).
 
 fometa side: `jax.jit(fometa.meta_learner(...).step)` on a `fometa.Task` with a leading task
-axis of 5 (support leaves [5 tasks, 5 steps, 10, ...]).
+axis of 5 (support leaves [5 tasks, 5 steps, 10, ...]; `--tasks T` for another count).
+`--devices N` splits the CPU into N JAX devices (`jax_num_cpu_devices`) and shards the task
+axis over them, as `fometa train --devices N` does (T must be a multiple of N), and also
+times the same step on one of those devices, alternated with the others in the same run
+(`one_device_ms_per_meta_step`); torch.func keeps its one process and its intra-op threads.
 
 --torch: the same workload written the PyTorch way, in the same process: the same network
 as an `nn.Module` (NCHW; BatchNorm2d in training mode with `track_running_stats=False`),
@@ -94,37 +98,43 @@ def parse_args(argv=None):
     parser.add_argument("--conv", choices=("auto", "patch", "xla"), default="auto")
     parser.add_argument("--inner-steps", type=int, default=INNER_STEPS,
                         help=f"inner steps per task (default {INNER_STEPS})")
+    parser.add_argument("--tasks", type=int, default=TASKS,
+                        help=f"tasks per meta-step (default {TASKS})")
+    parser.add_argument("--devices", type=int, default=1,
+                        help="CPU devices to shard the tasks over (jax_num_cpu_devices)")
     parser.add_argument("--remat", action="store_true",
                         help="rematerialise the inner steps (meta_learner(remat=True)); "
                              "MAML's fastest setting on the CPU")
     return parser.parse_args(argv)
 
 
-def make_data(workload: str, seed: int = 0, steps: int = INNER_STEPS):
+def make_data(workload: str, seed: int = 0, steps: int = INNER_STEPS, tasks: int = TASKS):
     """Random numpy data: support x [T, S, B, H, W, C], y [T, S, B]; query x [T, Q, ...], y [T, Q]."""
     import numpy as np
 
     shape, _ = WORKLOADS[workload]
     rng = np.random.default_rng(seed)
-    return {"sx": rng.standard_normal((TASKS, steps, INNER_BATCH, *shape), np.float32),
-            "sy": rng.integers(0, WAYS, (TASKS, steps, INNER_BATCH)).astype(np.int32),
-            "qx": rng.standard_normal((TASKS, QUERIES, *shape), np.float32),
-            "qy": rng.integers(0, WAYS, (TASKS, QUERIES)).astype(np.int32)}
+    return {"sx": rng.standard_normal((tasks, steps, INNER_BATCH, *shape), np.float32),
+            "sy": rng.integers(0, WAYS, (tasks, steps, INNER_BATCH)).astype(np.int32),
+            "qx": rng.standard_normal((tasks, QUERIES, *shape), np.float32),
+            "qy": rng.integers(0, WAYS, (tasks, QUERIES)).astype(np.int32)}
 
 
 # ----------------------------------------------------------------------------- fometa
 
 
 def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str,
-                remat: bool = False, adapt: bool = False):
+                remat: bool = False, adapt: bool = False, devices: int = 1):
     """(call, compile_s, params): `call()` runs one jitted meta-step (with `adapt`: the
-    adaptation of the tasks) and waits for it."""
+    adaptation of the tasks) and waits for it; with `devices` > 1 the tasks are sharded
+    over the first `devices` devices and the state replicated."""
     import functools
 
     import jax
     import jax.numpy as jnp
 
     import fometa
+    from fometa import sharding
     from fometa.tasks.classification import cross_entropy
 
     _, net = WORKLOADS[workload]
@@ -149,6 +159,11 @@ def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str,
                         {"x": jnp.asarray(data["qx"]), "y": jnp.asarray(data["qy"])})
     params = model.init(jax.random.PRNGKey(0), tasks.query["x"][0])
     state = learner.init(params)
+    if devices > 1:
+        mesh = sharding.task_mesh(jax.devices()[:devices])
+        sharding.check_divisible(tasks.query["y"].shape[0], mesh, "--tasks")
+        tasks = jax.device_put(tasks, sharding.task_sharded(mesh))
+        state = sharding.replicate(state, mesh)
     t0 = time.perf_counter()
     if adapt:
         run = jax.jit(jax.vmap(learner.adapt, in_axes=(None, 0))).lower(
@@ -288,15 +303,20 @@ def main(argv=None) -> dict:
         os.environ["XLA_FLAGS"] = flags.strip()
     import jax
 
+    if args.devices > 1:  # before JAX starts its CPU backend
+        jax.config.update("jax_num_cpu_devices", args.devices)
     cores = os.cpu_count()
     threads = args.threads or cores
     unroll = 1 if args.unroll is None else args.unroll
-    data = make_data(args.workload, steps=args.inner_steps)
+    data = make_data(args.workload, steps=args.inner_steps, tasks=args.tasks)
     if args.torch and (args.algorithm not in TORCH_VARIANTS or args.adapt):
         sys.exit(f"speed.py: error: --torch times the meta-steps of {', '.join(TORCH_VARIANTS)}")
     call, compile_s, params = fometa_step(args.workload, args.algorithm, data, unroll, args.conv,
-                                          args.remat, args.adapt)
+                                          args.remat, args.adapt, args.devices)
     calls = {"fometa": call}
+    if args.devices > 1:  # the same step on one of the devices, alternated in the same run
+        calls["one_device"] = fometa_step(args.workload, args.algorithm, data, unroll, args.conv,
+                                          args.remat, args.adapt)[0]
     setup = {}
     if args.torch:
         import torch
@@ -323,8 +343,13 @@ def main(argv=None) -> dict:
            "processor": platform.processor() or platform.machine(),
            "threads": threads, "compile_s": compile_s, "unroll": unroll,
            "iters": args.iters, "block": args.block, "conv": args.conv, "remat": args.remat,
+           "tasks": args.tasks, "devices": args.devices,
            "jax": jax.__version__,
            "data": "random tensors prepared once; sampling not timed"}
+    if args.devices > 1:
+        one = statistics.median(times["one_device"])
+        out.update({"one_device_ms_per_meta_step": one,
+                    "devices_speedup": one / out["ms_per_meta_step"]})
     if args.torch:
         import torch
 
@@ -334,8 +359,14 @@ def main(argv=None) -> dict:
     line = (f"{args.workload} {args.algorithm}{' adaptation' if args.adapt else ''}: fometa "
             f"{out['ms_per_meta_step']:.2f} ms "
             f"(compile {compile_s:.1f} s, unroll {unroll}{', remat' if args.remat else ''})")
+    if args.devices > 1:
+        line = line.replace("fometa", f"fometa on {args.devices} devices", 1)
+        line += (f", on one device {out['one_device_ms_per_meta_step']:.2f} ms "
+                 f"({out['devices_speedup']:.2f}x)")
     if args.torch:
         line += f", torch.func {out['torch_ms_per_meta_step']:.2f} ms, ratio {out['ratio']:.2f}x"
+        if args.devices > 1:
+            line += f" ({out['torch_ms_per_meta_step'] / out['one_device_ms_per_meta_step']:.2f}x on one device)"
     print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
     if args.json:
         print(json.dumps(out), flush=True)

@@ -130,6 +130,21 @@ def test_two_processes_train_as_one_process_with_two_devices(runs):
     assert not list(two.glob("*.tmp")) and (two / ".lock").read_text() == ""
 
 
+def test_devices_n_splits_the_cpu_as_xla_flags_would(runs, tmp_path):
+    """`--devices 2` with no XLA_FLAGS: the CPU as two devices (`processes.split_cpu`), the
+    same program and run as with XLA's host device count of 2."""
+    root, _, _ = runs
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    args = [a if a != "all" else "2" for a in ARGS]
+    proc = subprocess.run([sys.executable, "-m", "fometa", *args, "--run-dir", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "config.json").read_text())["devices"] == [
+        "cpu:cpu:0", "cpu:cpu:1"]
+    np.testing.assert_array_equal(state(tmp_path), state(root / "one"))
+    assert lines(tmp_path) == lines(root / "one")
+
+
 def test_both_killed_then_rerun_resume_identically(runs, tmp_path):
     root, _, _ = runs
     run_dir = tmp_path / "run"

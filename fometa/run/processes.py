@@ -1,5 +1,5 @@
-"""Training across processes: `jax.distributed` started from `fometa train`'s flags or the
-environment, before JAX touches a device.
+"""Processes and their devices: `jax.distributed` started from `fometa train`'s flags or the
+environment, and a CPU split into devices (`split_cpu`), before JAX touches a device.
 
 One process per host (or, to test, several on one machine): every process runs the same
 command; `--devices all` then spans every process's devices, the task batch is split over
@@ -41,3 +41,28 @@ def start(coordinator: str | None = None, num_processes: int | None = None,
     except (RuntimeError, ValueError) as e:
         raise ConfigError(f"cannot join the processes of this run ({' '.join(str(e).split())[:200]}); "
                           "check --coordinator, --num-processes and --process-id") from None
+
+
+HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
+def split_cpu(devices: str) -> None:
+    """`--devices N` (N > 1) where JAX has no other devices: the CPU as N JAX devices
+    (`jax_num_cpu_devices`), so that the task batch is split over its cores.
+
+    XLA:CPU runs a program's operations one after another, and most of those that are not
+    dots on one core; N programs side by side keep more cores busy (on 2 cores 1.16-1.34x
+    per meta-step: benchmarks/README.md, "The CPU as two devices"). Only the CPU backend's
+    device count changes, so where the devices are GPUs nothing does. Left alone: "all"
+    and 1, a host device count already in XLA_FLAGS, and a process whose JAX has started
+    its backends (there `jax.config.update("jax_num_cpu_devices", N)` right after
+    `import jax` does the same).
+    """
+    if not (devices.isascii() and devices.isdigit()) or int(devices) < 2:
+        return
+    if HOST_DEVICE_FLAG in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", int(devices))
+    except RuntimeError:  # backends already started: select_devices says how many there are
+        pass

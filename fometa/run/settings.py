@@ -256,7 +256,8 @@ class Config:
         "precision of float32 matrix products: default (XLA's: TF32 on recent NVIDIA GPUs), "
         "tensorfloat32 or float32 (full, as the papers' 2018 runs)",
         evaluation=True)
-    devices: str = setting("1", Devices(), "devices to shard the task batch over: N or 'all'")
+    devices: str = setting("1", Devices(), "devices to shard the task batch over: N or 'all' "
+                                           "(where the CPU is all there is, N splits it into N)")
     # Outer loop.
     meta_iters: int = setting(30000, Whole(1, ITERATIONS), "meta-iterations")
     meta_batch: int = setting(1, Whole(), "tasks per meta-iteration")
