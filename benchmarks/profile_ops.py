@@ -13,7 +13,9 @@ instruction name before its first '.': dot, fusion, reduce-window (max-pool),
 select-and-scatter (its gradient), copy, ...) and of the `--top` costliest instructions.
 Thunks of the two cores overlap, so the kinds add up to more than the wall time; the
 shares say where the work is. It also prints for how long 0, 1 and 2 or more operations
-ran at once (per meta-step, from the first operation's start to the last one's end). With --json the last line is one JSON object.
+ran at once (per meta-step, from the first operation's start to the last one's end; an
+operation is one thunk, though YNNPACK's dots spread over the cores inside theirs).
+With --json the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -108,11 +110,11 @@ def main(argv=None) -> dict:
         calls = args.iters
     call(), call()
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
         with jax.profiler.trace(tmp, create_perfetto_trace=True):
+            t0 = time.perf_counter()  # the calls only: not starting or writing the trace
             for _ in range(calls):
                 call()
-        wall_ms = 1e3 * (time.perf_counter() - t0) / args.iters
+            wall_ms = 1e3 * (time.perf_counter() - t0) / args.iters
         events = [e for e in op_events(Path(tmp)) if is_op(e[0])]
     totals: dict[str, float] = collections.Counter()
     for name, _, dur in events:

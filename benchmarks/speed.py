@@ -160,7 +160,7 @@ def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str,
     params = model.init(jax.random.PRNGKey(0), tasks.query["x"][0])
     state = learner.init(params)
     if devices > 1:
-        mesh = sharding.task_mesh(jax.devices()[:devices])
+        mesh = sharding.task_mesh(sharding.select_devices(str(devices)))
         sharding.check_divisible(tasks.query["y"].shape[0], mesh, "--tasks")
         tasks = jax.device_put(tasks, sharding.task_sharded(mesh))
         state = sharding.replicate(state, mesh)
@@ -303,8 +303,9 @@ def main(argv=None) -> dict:
         os.environ["XLA_FLAGS"] = flags.strip()
     import jax
 
-    if args.devices > 1:  # before JAX starts its CPU backend
-        jax.config.update("jax_num_cpu_devices", args.devices)
+    from fometa.run import processes
+
+    processes.split_cpu(str(args.devices))  # as fometa train does, before JAX starts
     cores = os.cpu_count()
     threads = args.threads or cores
     unroll = 1 if args.unroll is None else args.unroll
@@ -366,7 +367,8 @@ def main(argv=None) -> dict:
     if args.torch:
         line += f", torch.func {out['torch_ms_per_meta_step']:.2f} ms, ratio {out['ratio']:.2f}x"
         if args.devices > 1:
-            line += f" ({out['torch_ms_per_meta_step'] / out['one_device_ms_per_meta_step']:.2f}x on one device)"
+            one = out["torch_ms_per_meta_step"] / out["one_device_ms_per_meta_step"]
+            line += f" ({one:.2f}x on one device)"
     print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
     if args.json:
         print(json.dumps(out), flush=True)

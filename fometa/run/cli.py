@@ -131,8 +131,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = resolve_from(read_config_file(Path(args.config)), **settings)
     else:
         cfg = resolve(settings.pop("dataset"), settings.pop("preset"), **settings)
-    if not jax.distributed.is_initialized():
-        processes.split_cpu(cfg.devices)
+    processes.split_cpu(cfg.devices)
     run_dir = args.run_dir or f"runs/{cfg.dataset}-{cfg.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
     if jax.process_index() == 0:
         print(f"run dir {Path(run_dir).absolute()}", flush=True)

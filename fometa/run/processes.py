@@ -50,15 +50,20 @@ def split_cpu(devices: str) -> None:
     """`--devices N` (N > 1) where JAX has no other devices: the CPU as N JAX devices
     (`jax_num_cpu_devices`), so that the task batch is split over its cores.
 
-    XLA:CPU runs a program's operations one after another, and most of those that are not
-    dots on one core; N programs side by side keep more cores busy (on 2 cores 1.16-1.34x
-    per meta-step: benchmarks/README.md, "The CPU as two devices"). Only the CPU backend's
-    device count changes, so where the devices are GPUs nothing does. Left alone: "all"
-    and 1, a host device count already in XLA_FLAGS, and a process whose JAX has started
-    its backends (there `jax.config.update("jax_num_cpu_devices", N)` right after
-    `import jax` does the same).
+    XLA:CPU runs one program's operations mostly one at a time, and only its dots
+    (YNNPACK's) spread over several cores; N programs side by side, each on 1/N of the
+    tasks, overlap the rest (on 2 cores 1.22-1.37x per meta-step: benchmarks/README.md,
+    "The CPU as two devices"). Only the CPU backend's device count changes, so where the
+    devices are GPUs nothing does. Left alone: "all" and 1; a run across processes
+    (`jax.distributed`, where `--devices` counts every process's devices); a CPU device
+    count the user has set (XLA_FLAGS' host device count, or JAX_NUM_CPU_DEVICES /
+    `jax_num_cpu_devices`); and a process whose JAX has started its backends (`fometa
+    train`'s library function `fometa.run.train` never splits: set
+    `jax.config.update("jax_num_cpu_devices", N)` right after `import jax` instead).
     """
     if not (devices.isascii() and devices.isdigit()) or int(devices) < 2:
+        return
+    if jax.distributed.is_initialized() or jax.config.jax_num_cpu_devices >= 0:
         return
     if HOST_DEVICE_FLAG in os.environ.get("XLA_FLAGS", ""):
         return
