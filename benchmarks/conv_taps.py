@@ -65,7 +65,8 @@ def main(argv=None) -> dict:
             times[name].append(1000 * (time.perf_counter() - t0))
     ms = {name: statistics.median(t) for name, t in times.items()}
     result = {"workload": args.workload, "device": str(jax.devices()[0]),
-              "algorithm": args.algorithm, "remat": args.remat, "iters": args.iters, "ms_per_meta_step": ms, "compile_s": compile_s,
+              "algorithm": args.algorithm, "remat": args.remat, "iters": args.iters,
+              "ms_per_meta_step": ms, "compile_s": compile_s,
               "patches_over_rows": ms["patches"] / ms["rows"]}
     print(f"{args.workload} {args.algorithm}: rows {ms['rows']:.1f} ms, patches "
           f"{ms['patches']:.1f} ms ({result['patches_over_rows']:.2f}x); compile "

@@ -70,13 +70,13 @@ def running(events: list[tuple[str, float, float]]) -> dict[str, float]:
     """Microseconds, from the first operation's start to the last one's end, during which
     0, 1 and 2 or more operations ran at once (thunks overlap only across threads)."""
     edges = sorted([(t, 1) for _, t, _ in events] + [(t + d, -1) for _, t, d in events])
-    spans: dict[str, float] = collections.Counter()
+    spans = [0.0, 0.0, 0.0]  # 0, 1, 2 or more
     count, last = 0, None
     for t, step in edges:
         if last is not None:
-            spans[str(min(count, 2))] += t - last
+            spans[min(count, 2)] += t - last
         count, last = count + step, t
-    return {"0": spans["0"], "1": spans["1"], "2+": spans["2"]}
+    return dict(zip(("0", "1", "2+"), spans))
 
 
 def kind(name: str) -> str:

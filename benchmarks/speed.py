@@ -357,11 +357,11 @@ def main(argv=None) -> dict:
         t = statistics.median(times["torch"])
         out.update({"torch_ms_per_meta_step": t, "ratio": t / out["ms_per_meta_step"],
                     "torch": torch.__version__, "torch_threads": torch.get_num_threads()})
-    line = (f"{args.workload} {args.algorithm}{' adaptation' if args.adapt else ''}: fometa "
+    who = "fometa" if args.devices == 1 else f"fometa on {args.devices} devices"
+    line = (f"{args.workload} {args.algorithm}{' adaptation' if args.adapt else ''}: {who} "
             f"{out['ms_per_meta_step']:.2f} ms "
             f"(compile {compile_s:.1f} s, unroll {unroll}{', remat' if args.remat else ''})")
     if args.devices > 1:
-        line = line.replace("fometa", f"fometa on {args.devices} devices", 1)
         line += (f", on one device {out['one_device_ms_per_meta_step']:.2f} ms "
                  f"({out['devices_speedup']:.2f}x)")
     if args.torch:

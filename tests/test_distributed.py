@@ -61,9 +61,9 @@ def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
     return [(p.returncode, *out) for p, out in zip(procs, outputs)]
 
 
-def run_one_process(run_dir: Path, args: list[str] = ARGS, cache: Path | None = None) -> None:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+def run_one_process(run_dir: Path, args: list[str] = ARGS, cache: Path | None = None,
+                    xla_flags: str = "--xla_force_host_platform_device_count=2") -> None:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags,
            **({"FOMETA_CACHE_DIR": str(cache)} if cache else {})}
     proc = subprocess.run([sys.executable, "-m", "fometa", *args, "--run-dir", str(run_dir)],
                           capture_output=True, text=True, env=env, timeout=300)
@@ -134,11 +134,7 @@ def test_devices_n_splits_the_cpu_as_xla_flags_would(runs, tmp_path):
     """`--devices 2` with no XLA_FLAGS: the CPU as two devices (`processes.split_cpu`), the
     same program and run as with XLA's host device count of 2."""
     root, _, _ = runs
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-    args = [a if a != "all" else "2" for a in ARGS]
-    proc = subprocess.run([sys.executable, "-m", "fometa", *args, "--run-dir", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    run_one_process(tmp_path, [a if a != "all" else "2" for a in ARGS], xla_flags="")
     assert json.loads((tmp_path / "config.json").read_text())["devices"] == [
         "cpu:cpu:0", "cpu:cpu:1"]
     np.testing.assert_array_equal(state(tmp_path), state(root / "one"))

@@ -61,7 +61,7 @@ def split_cpu(devices: str) -> None:
     train`'s library function `fometa.run.train` never splits: set
     `jax.config.update("jax_num_cpu_devices", N)` right after `import jax` instead).
     """
-    if not (devices.isascii() and devices.isdigit()) or int(devices) < 2:
+    if devices == "all" or int(devices) < 2:  # `devices` passed the Devices setting's check
         return
     if jax.distributed.is_initialized() or jax.config.jax_num_cpu_devices >= 0:
         return
