@@ -3,6 +3,7 @@
     python benchmarks/speed.py --workload omniglot-5w1s|miniimagenet-5w1s \\
         --algorithm maml|fomaml|reptile|meta-sgd|anil|imaml|maml++ --iters N --json
         [--torch] [--threads N] [--unroll K] [--remat] [--adapt] [--tasks T] [--devices N]
+        [--tasks-at-once N]
 
 One meta-step: 5 tasks, each 5-way with 5 inner SGD steps (lr 0.1) on batches of 10 images
 (28x28x1 with `fometa.OmniglotCNN`, or 84x84x3 with `fometa.MiniImageNetCNN`; batch norm
@@ -15,6 +16,9 @@ axis of 5 (support leaves [5 tasks, 5 steps, 10, ...]; `--tasks T` for another c
 axis over them, as `fometa train --devices N` does (T must be a multiple of N), and also
 times the same step on one of those devices, alternated with the others in the same run
 (`one_device_ms_per_meta_step`); torch.func keeps its one process and its intra-op threads.
+`--tasks-at-once N` vmaps N tasks at a time, the groups in turn (`meta_learner(tasks_at_once=N)`,
+`fometa train --tasks-at-once`), and also times all tasks at once (the vmap of every task)
+alternated with it (`all_at_once_ms_per_meta_step`).
 
 --torch: the same workload written the PyTorch way, in the same process: the same network
 as an `nn.Module` (NCHW; BatchNorm2d in training mode with `track_running_stats=False`),
@@ -102,6 +106,8 @@ def parse_args(argv=None):
                         help=f"tasks per meta-step (default {TASKS})")
     parser.add_argument("--devices", type=int, default=1,
                         help="CPU devices to shard the tasks over (jax_num_cpu_devices)")
+    parser.add_argument("--tasks-at-once", type=int, metavar="N",
+                        help="tasks vmapped at a time, the groups in turn (default: all)")
     parser.add_argument("--remat", action="store_true",
                         help="rematerialise the inner steps (meta_learner(remat=True)); "
                              "MAML's fastest setting on the CPU")
@@ -124,7 +130,8 @@ def make_data(workload: str, seed: int = 0, steps: int = INNER_STEPS, tasks: int
 
 
 def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str,
-                remat: bool = False, adapt: bool = False, devices: int = 1):
+                remat: bool = False, adapt: bool = False, devices: int = 1,
+                tasks_at_once: int | None = None):
     """(call, compile_s, params): `call()` runs one jitted meta-step (with `adapt`: the
     adaptation of the tasks) and waits for it; with `devices` > 1 the tasks are sharded
     over the first `devices` devices and the state replicated."""
@@ -154,7 +161,7 @@ def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str,
         options = dict(options, inner_trainable=fometa.partition.by_path(
             lambda path: "['logits']" in path))
     learner = fometa.meta_learner(name, loss_fn, INNER_LR, outer, unroll=unroll,
-                                  remat=remat, **options)
+                                  remat=remat, tasks_at_once=tasks_at_once, **options)
     tasks = fometa.Task({"x": jnp.asarray(data["sx"]), "y": jnp.asarray(data["sy"])},
                         {"x": jnp.asarray(data["qx"]), "y": jnp.asarray(data["qy"])})
     params = model.init(jax.random.PRNGKey(0), tasks.query["x"][0])
@@ -310,11 +317,18 @@ def main(argv=None) -> dict:
     threads = args.threads or cores
     unroll = 1 if args.unroll is None else args.unroll
     data = make_data(args.workload, steps=args.inner_steps, tasks=args.tasks)
+    if args.tasks_at_once is not None and (args.tasks_at_once < 1 or args.adapt
+                                           or args.devices > 1):
+        sys.exit("speed.py: error: --tasks-at-once N (N >= 1) groups the meta-step's tasks on "
+                 "one device: not with --adapt or --devices")
     if args.torch and (args.algorithm not in TORCH_VARIANTS or args.adapt):
         sys.exit(f"speed.py: error: --torch times the meta-steps of {', '.join(TORCH_VARIANTS)}")
     call, compile_s, params = fometa_step(args.workload, args.algorithm, data, unroll, args.conv,
-                                          args.remat, args.adapt, args.devices)
+                                          args.remat, args.adapt, args.devices, args.tasks_at_once)
     calls = {"fometa": call}
+    if args.tasks_at_once is not None:  # every task at once, alternated in the same run
+        calls["all_at_once"] = fometa_step(args.workload, args.algorithm, data, unroll,
+                                           args.conv, args.remat, args.adapt, args.devices)[0]
     if args.devices > 1:  # the same step on one of the devices, alternated in the same run
         calls["one_device"] = fometa_step(args.workload, args.algorithm, data, unroll, args.conv,
                                           args.remat, args.adapt)[0]
@@ -344,9 +358,13 @@ def main(argv=None) -> dict:
            "processor": platform.processor() or platform.machine(),
            "threads": threads, "compile_s": compile_s, "unroll": unroll,
            "iters": args.iters, "block": args.block, "conv": args.conv, "remat": args.remat,
-           "tasks": args.tasks, "devices": args.devices,
+           "tasks": args.tasks, "devices": args.devices, "tasks_at_once": args.tasks_at_once,
            "jax": jax.__version__,
            "data": "random tensors prepared once; sampling not timed"}
+    if args.tasks_at_once is not None:
+        every = statistics.median(times["all_at_once"])
+        out.update({"all_at_once_ms_per_meta_step": every,
+                    "tasks_at_once_speedup": every / out["ms_per_meta_step"]})
     if args.devices > 1:
         one = statistics.median(times["one_device"])
         out.update({"one_device_ms_per_meta_step": one,
@@ -360,7 +378,11 @@ def main(argv=None) -> dict:
     who = "fometa" if args.devices == 1 else f"fometa on {args.devices} devices"
     line = (f"{args.workload} {args.algorithm}{' adaptation' if args.adapt else ''}: {who} "
             f"{out['ms_per_meta_step']:.2f} ms "
-            f"(compile {compile_s:.1f} s, unroll {unroll}{', remat' if args.remat else ''})")
+            f"(compile {compile_s:.1f} s, unroll {unroll}{', remat' if args.remat else ''}"
+            f"{'' if args.tasks_at_once is None else f', {args.tasks_at_once} task(s) at once'})")
+    if args.tasks_at_once is not None:
+        line += (f", all tasks at once {out['all_at_once_ms_per_meta_step']:.2f} ms "
+                 f"({out['tasks_at_once_speedup']:.2f}x)")
     if args.devices > 1:
         line += (f", on one device {out['one_device_ms_per_meta_step']:.2f} ms "
                  f"({out['devices_speedup']:.2f}x)")

@@ -92,7 +92,8 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                  learn_inner_lr: str | None = None, inner_steps: int | None = None,
                  first_order_iters: int = 0,
                  multi_step_iters: int | None = None,
-                 per_step: Mask | None = None) -> MetaLearner:
+                 per_step: Mask | None = None,
+                 tasks_at_once: int | None = None) -> MetaLearner:
     """Builds a meta-learner.
 
     Args:
@@ -141,9 +142,22 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         lambda path: "norm" in path)` for fometa's convnets), `inner_steps` values each,
         meta-learned, not adapted by the inner loop (`fometa.per_step`). Second-order
         rules only, without `first_order_iters` or `carry_inner_state`.
+      tasks_at_once: parallel tasks are vmapped this many at a time, the groups one after
+        another (`jax.lax.map(..., batch_size=tasks_at_once)`); None: all at once. The same
+        computation, rounded differently in float32; on the CPU, one at a time is faster for
+        Mini-ImageNet's 84x84 images (a smaller working set per task; benchmarks/README.md).
+        A count that does not divide the task batch compiles the step a second time for the
+        rest. For a task batch on one device (not with `sequential_tasks`, nor sharded).
     """
     rule = get_rule(algorithm)
     options = rule_options(rule, options)
+    if tasks_at_once is not None and (isinstance(tasks_at_once, bool)
+                                      or not isinstance(tasks_at_once, int) or tasks_at_once < 1):
+        raise ValueError(f"tasks_at_once must be a whole number >= 1 or None; "
+                         f"got {tasks_at_once!r}")
+    if tasks_at_once is not None and sequential_tasks:
+        raise ValueError("tasks_at_once groups parallel tasks; with sequential_tasks=True they "
+                         "run one after another already")
     learn_inner_lr = learn_inner_lr or rule.learn_inner_lr
     if rule.adapts_subset and inner_trainable is None:
         raise ValueError(f"{algorithm!r} adapts a subset of the parameters in its inner loop: "
@@ -219,8 +233,13 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
 
             final, (grads, metrics) = jax.lax.scan(next_task, inner0, tasks)
             return grads, final, metrics
-        grads, finals, metrics = jax.vmap(one_task, in_axes=(0, 0, None))(
-            tasks.support, tasks.query, inner0)
+        if tasks_at_once is not None and tasks_at_once < leading_size(tasks, "tasks"):
+            grads, finals, metrics = jax.lax.map(
+                lambda task: one_task(task.support, task.query, inner0), tasks,
+                batch_size=tasks_at_once)
+        else:
+            grads, finals, metrics = jax.vmap(one_task, in_axes=(0, 0, None))(
+                tasks.support, tasks.query, inner0)
         return grads, _mean_over_tasks(finals), metrics
 
     def step(state: MetaState, tasks: Task):

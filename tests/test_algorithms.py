@@ -462,14 +462,27 @@ def test_transforms_and_dtypes(name, transform, mode):
         assert_close_tree(out, unflat(ref, True), 1e-12 if dtype == jnp.float64 else 1e-5)
 
 
-# --- 7. carry_inner_state --------------------------------------------------------------
+# --- 7. carry_inner_state (and tasks_at_once, checked against the same references) ------
 
-@pytest.mark.parametrize("algorithm, carry", [("maml", True), ("fomaml", True),
-                                               ("reptile", True), ("reptile", False)])
-def test_carry_inner_state(algorithm, carry):
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "1"])
+def test_tasks_at_once_must_be_a_whole_number(bad):
+    with pytest.raises(ValueError, match="tasks_at_once must be a whole number >= 1"):
+        fometa.meta_learner("fomaml", tanh_loss, 0.1, tasks_at_once=bad)
+
+
+def test_tasks_at_once_is_for_parallel_tasks():
+    with pytest.raises(ValueError, match="sequential_tasks=True they run one after another"):
+        fometa.meta_learner("fomaml", tanh_loss, 0.1, tasks_at_once=1, sequential_tasks=True)
+
+
+@pytest.mark.parametrize("algorithm, carry, at_once", [
+    ("maml", True, None), ("fomaml", True, None), ("reptile", True, None),
+    ("reptile", False, None), ("maml", True, 1), ("fomaml", True, 2), ("reptile", True, 2)])
+def test_carry_inner_state(algorithm, carry, at_once):
     # Shapes as in the Adam test above, so the jitted references are shared. Whether tasks
     # start fresh does not depend on the algorithm; whether the final states come back
     # does (MAML returns them through value_and_grad's aux), hence the three carry cases.
+    # tasks_at_once (1, or 2 of the 3 tasks and then the last) must give the same step.
     b1, outer_lr, k, tasks = 0.9, 0.5, 3, 3
     tmap = jax.tree_util.tree_map
     with jax.enable_x64(True):
@@ -478,7 +491,7 @@ def test_carry_inner_state(algorithm, carry):
         params, support, query = as_jnp(params), as_jnp(support), as_jnp(query)
         inner = make_adam(b1)
         learner = fometa.meta_learner(algorithm, tanh_loss, inner, optax.sgd(outer_lr),
-                                      carry_inner_state=carry)
+                                      carry_inner_state=carry, tasks_at_once=at_once)
         state = learner.init(params)
         step = jax.jit(learner.step)
         zeros = tmap(jnp.zeros_like, params)

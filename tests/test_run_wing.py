@@ -18,6 +18,7 @@ from fometa.algorithms import ALGORITHMS, Rule
 from fometa.errors import ConfigError
 from fometa.run import load_run, processes, resolve, train
 from fometa.run.cli import main
+from fometa.run.problems import DATASETS, ONE_TASK_AT_A_TIME, tasks_at_once
 from fometa.run.settings import DECLARED, Switch, flag
 
 PACKAGE = Path(fometa.__file__).parent
@@ -123,6 +124,22 @@ def test_python_callers_get_the_same_checks(overrides, words):
         resolve("sine", **overrides)
     for w in words:
         assert w in str(e.value)
+
+
+def test_tasks_at_once_default_follows_its_rule():
+    """Unset, one task at a time only where measured faster (ONE_TASK_AT_A_TIME's datasets on
+    a CPU with one device); a value that is set is used everywhere."""
+    assert set(ONE_TASK_AT_A_TIME) <= set(DATASETS)
+    mini = resolve(preset="fomaml-mini-imagenet-5w1s")
+    omniglot = resolve(preset="maml-omniglot-5w1s")
+    assert tasks_at_once(mini, "cpu") == 1
+    assert tasks_at_once(mini, "gpu") is None and tasks_at_once(omniglot, "cpu") is None
+    for devices, expected in (("2", None), ("all", None), ("01", 1)):
+        cfg = resolve(preset="fomaml-mini-imagenet-5w1s", devices=devices)
+        assert tasks_at_once(cfg, "cpu") == expected, devices
+    # The paper's Reptile runs its tasks in sequence (one Adam state): nothing to group.
+    assert tasks_at_once(resolve(preset="reptile-mini-imagenet-5w1s"), "cpu") is None
+    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", tasks_at_once=4), "gpu") == 4
 
 
 def test_training_leaves_pyplot_backend_and_logging_levels_alone(tmp_path):

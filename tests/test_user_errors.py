@@ -58,6 +58,9 @@ def test_every_seed_has_its_own_stream():
     (["--meta-iters", str(2 ** 31)], [str(2 ** 31), "from 1 to 2147483647"]),
     (["--devices", "\u00b2"], ["'\u00b2'", "whole number >= 1 or 'all'"]),
     (["--algorithm", "fomaml", "--queries", "0"], ["--queries 0", "'fomaml'", "reptile, foml"]),
+    (["--tasks-at-once", "0"], ["--tasks-at-once 0", "whole number"]),
+    (["--tasks-at-once", "2", "--devices", "2"], ["--tasks-at-once 2", "--devices 2", "unset"]),
+    (["--tasks-at-once", "1", "--task-order", "sequential"], ["--tasks-at-once 1", "sequential"]),
 ])
 def test_out_of_range_values_are_one_line(cli_error, argv, words):
     err = cli_error(["train", *argv])

@@ -372,6 +372,29 @@ def uses_remat(cfg, platform: str) -> bool:
             and cfg.inner_iters >= REMAT_MIN_STEPS)
 
 
+# `--tasks-at-once` left unset: the datasets whose parallel tasks are computed one at a time
+# on a CPU with one device, where benchmarks/README.md ("Mini-ImageNet: one task at a time")
+# measures it faster for MAML, FOMAML and Reptile (84x84 images: one task's activations
+# stay in cache; the other algorithms are expected to gain alike, unmeasured); Omniglot's
+# 28x28 tasks are faster vmapped together, and the other datasets are unmeasured.
+ONE_TASK_AT_A_TIME = ("mini-imagenet",)
+
+
+def one_device(cfg) -> bool:
+    """Whether `cfg.devices` asks for exactly one device ("1", not "all" or N > 1)."""
+    return cfg.devices.isdigit() and int(cfg.devices) == 1
+
+
+def tasks_at_once(cfg, platform: str) -> int | None:
+    """How many parallel tasks a run of `cfg` on `platform` computes at once
+    (`meta_learner(tasks_at_once=...)`; None: all, or tasks in sequence): `cfg.tasks_at_once`
+    where set, else 1 for `ONE_TASK_AT_A_TIME` on a CPU with one device."""
+    if cfg.tasks_at_once is not None or cfg.task_order == "sequential":
+        return cfg.tasks_at_once
+    one = platform == "cpu" and cfg.dataset in ONE_TASK_AT_A_TIME and one_device(cfg)
+    return 1 if one else None
+
+
 def learned_rates(cfg) -> str | None:
     """The kind of inner rates a run of `cfg` meta-learns (`fometa.learned_lr.KINDS`):
     `--learn-inner-lr`, else its algorithm's own (meta-sgd's per-parameter), else None."""
@@ -423,6 +446,7 @@ def make_learner(cfg, problem: Problem) -> MetaLearner:
                         carry_inner_state=cfg.carry_inner_state,
                         sequential_tasks=cfg.task_order == "sequential", unroll=cfg.unroll,
                         remat=uses_remat(cfg, jax.default_backend()), check_finite=True,
+                        tasks_at_once=tasks_at_once(cfg, jax.default_backend()),
                         inner_trainable=problem.head if rule.adapts_subset else None,
                         options=options, learn_inner_lr=cfg.learn_inner_lr,
                         inner_steps=cfg.inner_iters, first_order_iters=cfg.first_order_iters,

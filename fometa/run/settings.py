@@ -20,8 +20,8 @@ from fometa.errors import ConfigError
 from fometa.learned_lr import KINDS as LEARNED_LR_KINDS
 from fometa.models import ACTIVATIONS
 from fometa.run.problems import (ALGORITHM_OPTIONS, COMPUTE_DTYPES, DATASETS, INNER_OPTIMIZERS,
-                                 LOSS_REDUCTIONS, MATMUL_PRECISIONS, REMAT_MIN_STEPS,
-                                 learned_rates)
+                                 LOSS_REDUCTIONS, MATMUL_PRECISIONS, ONE_TASK_AT_A_TIME,
+                                 REMAT_MIN_STEPS, learned_rates, one_device)
 
 
 TASK_ORDERS: tuple[str, ...] = ("parallel", "sequential")
@@ -248,6 +248,12 @@ class Config:
         "speed on a CPU); default (none): on for second-order algorithms with at least "
         f"{REMAT_MIN_STEPS} inner steps on a CPU, where it is measured to pay "
         "(benchmarks/README.md)", resumable=True)
+    tasks_at_once: int | None = setting(
+        None, Whole(), "parallel tasks computed at once (vmapped), the groups one after "
+        "another, with --task-order parallel and --devices 1; default (none): one at a time "
+        f"for {', '.join(ONE_TASK_AT_A_TIME)} on a CPU, where it is measured faster "
+        "(benchmarks/README.md), else all. Float rounding differs, the computation does not",
+        resumable=True)
     dtype: str = setting("float32", Choice(COMPUTE_DTYPES),
                          "compute dtype (bfloat16: mixed precision; parameters stay float32)",
                          evaluation=True)
@@ -377,6 +383,14 @@ def check(cfg: Config) -> Config:
     for name in DECLARED:
         check_value(name, getattr(cfg, name))
     check_algorithm(cfg)
+    if cfg.tasks_at_once is not None and cfg.task_order == "sequential":
+        raise ConfigError(f"--tasks-at-once {cfg.tasks_at_once} groups parallel tasks; with "
+                          "--task-order sequential they run one after another already: leave "
+                          "--tasks-at-once unset")
+    if cfg.tasks_at_once is not None and not one_device(cfg):
+        raise ConfigError(f"--tasks-at-once {cfg.tasks_at_once} groups the tasks on one "
+                          f"device; --devices {cfg.devices} shards them over devices: use "
+                          "--devices 1 or leave --tasks-at-once unset")
     DATASETS[cfg.dataset].check(cfg)
     return cfg
 

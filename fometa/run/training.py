@@ -30,7 +30,7 @@ from fometa.run.interrupt import StopRequest, TrainingInterrupted
 from fometa.run.loop import loop_runner
 from fometa.run.plots import plot_run
 from fometa.run.problems import (Problem, learned_rates, make_learner, make_problem,
-                                 matmul_precision, uses_remat)
+                                 matmul_precision, tasks_at_once, uses_remat)
 from fometa.run import report
 from fometa.run.report import Reporter
 from fometa.run.rundir import RunDir
@@ -349,6 +349,7 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
                 "train_seconds": trained.train_seconds,
                 "compile_seconds": trained.compile_seconds,
                 "remat": uses_remat(cfg, jax.default_backend()),
+                "tasks_at_once": tasks_at_once(cfg, jax.default_backend()),
                 "devices": devices(mesh),
             }
             if rundir.writer:
