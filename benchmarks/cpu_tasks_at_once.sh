@@ -29,6 +29,13 @@
   python3 benchmarks/tasks_at_once.py --preset maml-mini-imagenet-5w1s --iters 2 --rounds 3
   python3 benchmarks/tasks_at_once.py --preset maml-omniglot-5w1s --iters 10 --rounds 4
 } 2>&1 | tee "$OUT/tasks_at_once_presets.txt"
+# Every other Mini-ImageNet preset whose tasks run in parallel (the default covers them too).
+{ for p in maml-mini-imagenet-5w5s fomaml-mini-imagenet-5w5s meta-sgd-mini-imagenet-5w1s \
+      anil-mini-imagenet-5w1s mamlpp-mini-imagenet-5w1s; do
+    python3 benchmarks/tasks_at_once.py --preset "$p" --iters 2 --rounds 3
+  done
+  python3 benchmarks/tasks_at_once.py --preset imaml-mini-imagenet-5w1s --iters 1 --rounds 2
+} 2>&1 | tee "$OUT/tasks_at_once_other_presets.txt"
 python3 benchmarks/compile_times.py --preset maml-mini-imagenet-5w1s \
   --preset fomaml-mini-imagenet-5w1s --preset reptile-mini-imagenet-5w1s 2>&1 \
   | tee "$OUT/compile_times_miniimagenet.txt"
