@@ -328,7 +328,7 @@ def main(argv=None) -> dict:
     calls = {"fometa": call}
     if args.tasks_at_once is not None:  # every task at once, alternated in the same run
         calls["all_at_once"] = fometa_step(args.workload, args.algorithm, data, unroll,
-                                           args.conv, args.remat, args.adapt, args.devices)[0]
+                                           args.conv, args.remat)[0]
     if args.devices > 1:  # the same step on one of the devices, alternated in the same run
         calls["one_device"] = fometa_step(args.workload, args.algorithm, data, unroll, args.conv,
                                           args.remat, args.adapt)[0]

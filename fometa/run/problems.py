@@ -383,7 +383,7 @@ ONE_TASK_AT_A_TIME = ("mini-imagenet",)
 
 def one_device(cfg) -> bool:
     """Whether `cfg.devices` asks for exactly one device ("1", not "all" or N > 1)."""
-    return cfg.devices.isdigit() and int(cfg.devices) == 1
+    return cfg.devices != "all" and int(cfg.devices) == 1  # passed the Devices setting's check
 
 
 def tasks_at_once(cfg, platform: str) -> int | None:
