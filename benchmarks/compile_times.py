@@ -1,6 +1,7 @@
 """Compile time of every preset's training loop and evaluation, as `fometa train` builds them.
 
     python benchmarks/compile_times.py [--preset NAME ...] [--images-per-class N] [--json]
+                                       [--compile-cache DIR]
 
 For each preset (default: all of them) builds the run as `fometa train --preset NAME` does
 (settings, problem on random images of the dataset's shapes, learner, initial state) and
@@ -10,7 +11,9 @@ preset's `--eval-tasks` (one program serves the periodic and final evaluations).
 `--images-per-class 600` gives Mini-ImageNet and CIFAR-FS their full splits' shapes
 (`preset_speed.SHAPES` has 60 of their 600; Omniglot keeps its 20). Prints one line per
 preset, with the process's peak resident memory so far (run one preset per process to read
-it as that preset's), and, last, a JSON list.
+it as that preset's), and, last, a JSON list. `--compile-cache DIR` turns on the on-disk
+cache of compiled programs as `fometa train --compile-cache DIR` does: run it twice, the
+second process loads what the first compiled (`compile_cache.sh`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import jax
 
 from fometa.run import PRESETS, resolve, setup
+from fometa.run.processes import compile_cache
 from fometa.run.training import Chunks, evaluation, initial_state
 from fometa.sharding import task_mesh
 
@@ -57,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images-per-class", type=int, metavar="N",
                         help="images per class of the random splits (default: SHAPES')")
     parser.add_argument("--json", action="store_true", help="only the JSON list")
+    parser.add_argument("--compile-cache", metavar="DIR",
+                        help="keep compiled programs in DIR (default: no on-disk cache)")
     args = parser.parse_args(argv)
+    cache = compile_cache(args.compile_cache) if args.compile_cache else None
     rows = []
     for preset in args.preset or PRESETS:
-        row = compile_times(preset, args.images_per_class)
+        row = dict(compile_times(preset, args.images_per_class), compile_cache=cache)
         rows.append(row)
         if not args.json:
             print(f"{preset:28s} training {row['train_compile_s']:5.1f} s  "

@@ -32,6 +32,7 @@ from fometa.errors import reporting
 from fometa.run import PRESETS, resolve, train
 from fometa.run.cli import build_parser, given_settings
 from fometa.run.presets import paper_numbers, paper_result
+from fometa.run.processes import compile_cache
 from fometa.run.settings import DECLARED, evaluation_settings, flags, parse
 from fometa.run.training import evaluate_run, versions
 
@@ -99,6 +100,9 @@ def _main(argv: list[str]) -> int:
     if "--" in argv:
         extra = argv[argv.index("--") + 1:]
         argv = argv[:argv.index("--")]
+    # As `fometa train` (before any compile; `-- --compile-cache DIR|off` as there): the
+    # seeds after the first load the compiled programs.
+    compile_cache(build_parser().parse_args(["train", *extra]).compile_cache)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", required=True, choices=list(PRESETS))
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")

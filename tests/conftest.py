@@ -9,7 +9,8 @@ from pathlib import Path
 # of a program load the first's executable. Set here, before JAX is imported, so that the
 # test processes and every subprocess they start share it; a size limit turns on its file
 # lock, which keeps concurrent processes (pytest-xdist workers) from reading a half-written
-# entry. Only the suite does this: fometa itself never sets JAX's configuration.
+# entry. The `fometa` command's own default (`processes.compile_cache`) leaves a
+# JAX_COMPILATION_CACHE_DIR it finds alone, so its subprocesses use this one too.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       str(Path(tempfile.gettempdir()) / f"fometa-tests-jax-cache-{os.getuid()}"))
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2 ** 30))

@@ -103,7 +103,8 @@ def test_train_flags_are_the_declared_settings(capsys):
     declared = {flag(n) for n, s in DECLARED.items() if s.flag}
     switches = {"--no-" + flag(n)[2:] for n, s in DECLARED.items()
                 if s.flag and isinstance(s.kind, Switch)}
-    run_only = {"--config", "--tensorboard", "--run-dir", "--no-progress", "--no-plots"}
+    run_only = {"--config", "--tensorboard", "--run-dir", "--no-progress", "--no-plots",
+                "--compile-cache"}
     launch = {"--distributed"} | {"--" + name.replace("_", "-") for name in processes.ENV}
     assert options == declared | switches | run_only | launch
     for name, s in DECLARED.items():
@@ -188,6 +189,27 @@ def test_run_directory_file_names_live_in_the_run_directory_module():
         found = {n.value for n in ast.walk(ast.parse(path.read_text()))
                  if isinstance(n, ast.Constant) and isinstance(n.value, str)} & names
         assert not found, (path, found)
+
+
+def test_the_training_key_is_an_argument_so_seeds_share_one_compiled_program():
+    """Two seeds' training loops lower to the same program (a key compiled in as a constant
+    would differ), so JAX's compilation cache serves every seed's run from one entry; and
+    the seeds still draw different tasks."""
+    from fometa.run import chunk_runner, loop_runner, make_learner, make_problem
+    from fometa.run.training import seed_key
+
+    cfg = resolve(preset="maml-sine", meta_batch=2, inner_iters=2)
+    problem = make_problem(cfg)
+    learner = make_learner(cfg, problem)
+    state = learner.init(problem.init_params(jax.random.PRNGKey(0)))
+    its = jnp.arange(2, dtype=jnp.int32)
+    keys = [seed_key(0), seed_key(2 ** 40 + 7)]
+    chunk_texts = [chunk_runner(learner, problem, 2, k).lower(state, its).as_text() for k in keys]
+    loop_texts = [loop_runner(learner, problem, 2, k).lower(state, 0, 2).as_text() for k in keys]
+    assert chunk_texts[0] == chunk_texts[1] and loop_texts[0] == loop_texts[1]
+    runs = [loop_runner(learner, problem, 2, k) for k in keys]
+    params = [jax.tree_util.tree_leaves(run(state, 0, 2)[0].params) for run in runs]
+    assert not all(np.array_equal(a, b) for a, b in zip(*params))
 
 
 def test_the_dataset_is_an_argument_of_the_compiled_programs_not_a_constant():

@@ -51,6 +51,14 @@ TRAIN_EPILOG = ("Each --dataset and --algorithm starts from its paper preset ('f
                 "the preset.")
 
 
+def _add_compile_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compile-cache", metavar="DIR",
+                        help="keep compiled programs in DIR, so that a rerun, a resume or an "
+                             "eval of the same settings loads them instead of compiling "
+                             f"('{processes.COMPILE_CACHE_OFF}': never) [$JAX_COMPILATION_CACHE_DIR "
+                             f"where set, else {processes.COMPILE_CACHE_DEFAULT}]")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fometa", description="MAML, FOMAML and Reptile in JAX.")
     parser.add_argument("--version", action="version", version=f"fometa {fometa.__version__}")
@@ -72,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-plots", action="store_true",
                    help="no PNG plots after training (their data files are written)")
+    _add_compile_cache(t)
     d = t.add_argument_group("training across processes (jax.distributed; every process "
                              "runs the same command, --devices all spans them)")
     d.add_argument("--distributed", action="store_true",
@@ -87,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in evaluation_settings():
         _add_setting(e, name, "the run's")
     e.add_argument("--json", action="store_true", help="print eval.json's content instead")
+    _add_compile_cache(e)
 
     p = sub.add_parser("plot", help="overlay the learning curves of one or more runs")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
@@ -120,6 +130,7 @@ def _summary(results: dict[str, Any], inner_iters: int) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    processes.compile_cache(args.compile_cache)
     if args.distributed or args.coordinator:
         processes.start(args.coordinator, args.num_processes, args.process_id)
     settings = given_settings(args, [name for name, _ in flags()])
@@ -150,6 +161,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    processes.compile_cache(args.compile_cache)
     out = evaluate_run(args.run_dir, **given_settings(args, evaluation_settings()))
     if args.json:
         print(json.dumps(out))

@@ -1,8 +1,9 @@
 """The compiled training loop: chunks of meta-iterations inside one jitted `lax.scan`.
 
 Task sampling, inner loops and meta-updates all run inside it, optionally sharded over a
-device mesh. The problem's data (`Problem.data`: a dataset's splits) is an argument of the
-compiled program, never a constant in it.
+device mesh. The problem's data (`Problem.data`: a dataset's splits) and the training key
+are arguments of the compiled program, never constants in it: one program serves every
+seed, and JAX's compilation cache finds it again (`fometa.run.processes.compile_cache`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from fometa.sharding import (Mesh, check_divisible, replicate_data, replicated, 
 
 
 class Runner:
-    """A jitted `fn(*args, data)` with its problem's data: `runner(*args)`, `.lower(*args)`,
-    `.trace(*args)` and `.eval_shape(*args)` pass `data` last, which the compiled program
-    takes last too: `runner.lower(*args).compile()(*args, runner.data)`. Other attributes
-    (`_cache_size`, `clear_cache`) are the jitted function's."""
+    """A jitted `fn(*args, data)` with its inputs `data` (`loop_inputs`: the problem's data
+    and the training key): `runner(*args)`, `.lower(*args)`, `.trace(*args)` and
+    `.eval_shape(*args)` pass `data` last, which the compiled program takes last too:
+    `runner.lower(*args).compile()(*args, runner.data)`. Other attributes (`_cache_size`,
+    `clear_cache`) are the jitted function's."""
 
     def __init__(self, fn: Callable, data: Any):
         self.fn, self.data = fn, data
@@ -46,6 +48,22 @@ class Runner:
         return getattr(self.fn, name)
 
 
+def loop_inputs(problem: Problem, train_key: jax.Array, mesh: Mesh) -> dict[str, Any]:
+    """A training loop's last argument, replicated over the mesh: {"data": the problem's
+    data, "train_key": the key iteration i folds i into (a typed key as its raw data:
+    `_train_key` wraps it again)}."""
+    if jax.dtypes.issubdtype(train_key.dtype, jax.dtypes.prng_key):
+        train_key = jax.random.key_data(train_key)
+    return replicate_data({"data": problem.data, "train_key": train_key}, mesh)
+
+
+def _train_key(inputs: dict[str, Any], like: jax.Array) -> jax.Array:
+    """`loop_inputs`' key inside the program, typed again where `like` (the caller's) is."""
+    if jax.dtypes.issubdtype(like.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(inputs["train_key"], impl=jax.random.key_impl(like))
+    return inputs["train_key"]
+
+
 def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
     """`meta_batch` training tasks with a leading task axis."""
     return jax.vmap(problem.train_task)(jax.random.split(key, meta_batch))
@@ -54,7 +72,7 @@ def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
 def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array,
                  mesh: Mesh | None = None, unroll: int | bool = 1):
     """`run(state, iterations) -> (state, mean metrics)`, jitted, over a run of iterations
-    (a `Runner`: its compiled program takes the problem's data last). With a learner that
+    (a `Runner`: its compiled program takes `loop_inputs` last). With a learner that
     checks finiteness (`meta_learner(check_finite=True)`), the metrics hold "nonfinite_at":
     the first iteration whose step was not finite, or -1.
 
@@ -76,11 +94,12 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
     whole = replicated(mesh)
 
     @functools.partial(jax.jit, in_shardings=(whole, whole, whole), out_shardings=(whole, whole))
-    def meta_chunk(state, iterations, data):
-        on = bound(problem, data)
+    def meta_chunk(state, iterations, inputs):
+        on = bound(problem, inputs["data"])
 
         def body(state, i):
-            tasks = task_batch(on, jax.random.fold_in(train_key, i), meta_batch)
+            tasks = task_batch(on, jax.random.fold_in(_train_key(inputs, train_key), i),
+                               meta_batch)
             return learner.step(state, shard_tasks(tasks, mesh))
 
         state, metrics = jax.lax.scan(body, state, iterations, unroll=unroll)
@@ -91,7 +110,7 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
                                               iterations[jnp.argmin(finite)])
         return state, means
 
-    return Runner(meta_chunk, replicate_data(problem.data, mesh))
+    return Runner(meta_chunk, loop_inputs(problem, train_key, mesh))
 
 
 def loop_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_key: jax.Array,
@@ -109,15 +128,16 @@ def loop_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_k
 
     @functools.partial(jax.jit, in_shardings=(whole, whole, whole, whole),
                        out_shardings=(whole, whole))
-    def meta_chunk(state, start, n, data):
-        on = bound(problem, data)
+    def meta_chunk(state, start, n, inputs):
+        on = bound(problem, inputs["data"])
 
         # Jitted so that the shape probe below and the loop body share one trace (JAX
         # caches it by function and argument types): tracing the meta-step is seconds of
         # the compile time for second-order algorithms, and the probe used to double it.
         @jax.jit
         def step(state, i):
-            tasks = task_batch(on, jax.random.fold_in(train_key, i), meta_batch)
+            tasks = task_batch(on, jax.random.fold_in(_train_key(inputs, train_key), i),
+                               meta_batch)
             state, metrics = learner.step(state, shard_tasks(tasks, mesh))
             return state, metrics.pop("finite", jnp.float32(1.0)), metrics
 
@@ -136,4 +156,4 @@ def loop_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_k
         means["nonfinite_at"] = first
         return state, means
 
-    return Runner(meta_chunk, replicate_data(problem.data, mesh))
+    return Runner(meta_chunk, loop_inputs(problem, train_key, mesh))

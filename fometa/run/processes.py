@@ -1,5 +1,6 @@
-"""Processes and their devices: `jax.distributed` started from `fometa train`'s flags or the
-environment, and a CPU split into devices (`split_cpu`), before JAX touches a device.
+"""What the `fometa` command sets up in its process before JAX compiles or touches a device:
+`jax.distributed` started from `fometa train`'s flags or the environment, a CPU split into
+devices (`split_cpu`), and the on-disk cache of compiled programs (`compile_cache`).
 
 One process per host (or, to test, several on one machine): every process runs the same
 command; `--devices all` then spans every process's devices, the task batch is split over
@@ -9,7 +10,12 @@ processes' collectives go through gloo.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import platform
+import tempfile
+from pathlib import Path
 
 import jax
 
@@ -71,3 +77,79 @@ def split_cpu(devices: str) -> None:
         jax.config.update("jax_num_cpu_devices", int(devices))
     except RuntimeError:  # backends already started: select_devices says how many there are
         pass
+
+
+# `fometa train` and `fometa eval` keep their compiled programs in JAX's persistent
+# compilation cache unless told otherwise (--compile-cache DIR or "off"; a
+# JAX_COMPILATION_CACHE_DIR the user set is left alone).
+COMPILE_CACHE_OFF = "off"
+COMPILE_CACHE_MAX_BYTES = 2 * 2 ** 30  # 2 GiB; least recently used entries go beyond it
+COMPILE_CACHE_DEFAULT = "$XDG_CACHE_HOME/fometa/jax/<machine>, else ~/.cache/fometa/jax/<machine>"
+
+
+def machine_tag() -> str:
+    """A short name for this host's instruction set: the architecture and a hash of the CPU's
+    feature flags (/proc/cpuinfo where there is one). XLA:CPU compiles for the CPU it runs
+    on and refuses, with a warning, an executable that needs features this one lacks; JAX's
+    cache key does not include them, so machines sharing a home folder keep apart."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    flags = next((l.split(":", 1)[1] for l in lines if l.startswith(("flags", "Features"))), "")
+    text = f"{platform.machine()} {platform.processor()} {' '.join(sorted(flags.split()))}"
+    return f"{platform.machine() or 'cpu'}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def default_compile_cache() -> Path:
+    """`COMPILE_CACHE_DEFAULT`: per user, since an entry is code that the next run executes
+    (not under $FOMETA_CACHE_DIR, which a lab may share for decoded datasets), and per
+    machine (`machine_tag`)."""
+    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(home) / "fometa" / "jax" / machine_tag()
+
+
+def _writable(folder: Path) -> None:
+    """Creates `folder` and checks that a file can be written in it (OSError if not)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
+def compile_cache(where: str | None = None) -> str | None:
+    """Turns on JAX's persistent compilation cache for this process; returns its folder, or
+    None where it stays off.
+
+    A second run of the same program (a rerun, a resume, another seed, `fometa eval`) loads
+    the executable instead of compiling it: XLA's code generation is most of a preset's
+    8-20 s compile on a 2-core CPU (benchmarks/README.md, "Compile time per preset"). JAX
+    keys an entry on the program, the compile options, the kind of device and its own
+    version. `where`: a folder (created; one that cannot be written is a ConfigError),
+    `COMPILE_CACHE_OFF`, or None: JAX_COMPILATION_CACHE_DIR where the user set it, else
+    `default_compile_cache()` (left off, silently, where it cannot be written). Call it
+    before the process's first compile: JAX decides once per process whether to cache.
+    Across processes (`jax.distributed`) only process 0 writes entries. Without the
+    `filelock` package the cache has no size limit.
+    """
+    if where == COMPILE_CACHE_OFF:
+        jax.config.update("jax_enable_compilation_cache", False)
+        return None
+    if where is None and jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    allowed = f"expected a folder to write or {COMPILE_CACHE_OFF!r}"
+    if where is not None and not where.strip():
+        raise ConfigError(f"--compile-cache {where!r} is not allowed ({allowed})")
+    try:
+        folder = Path(where).expanduser() if where is not None else default_compile_cache()
+        _writable(folder)
+    except (OSError, RuntimeError) as e:  # RuntimeError: no home folder to expand
+        if where is None:
+            return None
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ConfigError(f"--compile-cache {where!r} cannot be written ({reason}); "
+                          f"{allowed}") from None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    if (jax.config.jax_compilation_cache_max_size == -1  # the user's limit, where set, stays
+            and importlib.util.find_spec("filelock") is not None):  # JAX's size limit needs it
+        jax.config.update("jax_compilation_cache_max_size", COMPILE_CACHE_MAX_BYTES)
+    return str(folder)

@@ -348,6 +348,10 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
                 "wall_seconds": time.perf_counter() - start,
                 "train_seconds": trained.train_seconds,
                 "compile_seconds": trained.compile_seconds,
+                # where compiled programs were kept and looked up (`processes.compile_cache`):
+                # with one, compile_seconds may be a load of an earlier run's program
+                "compile_cache": (jax.config.jax_compilation_cache_dir
+                                  if jax.config.jax_enable_compilation_cache else None),
                 "remat": uses_remat(cfg, jax.default_backend()),
                 "tasks_at_once": tasks_at_once(cfg, jax.default_backend()),
                 "devices": devices(mesh),
