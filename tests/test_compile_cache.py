@@ -1,7 +1,7 @@
 """The `fometa` command's on-disk cache of compiled programs (`processes.compile_cache`): on
 by default in the user's cache folder, a second process loads what the first compiled and
 trains to the same numbers, `fometa eval` loads the evaluation, the user's
-JAX_COMPILATION_CACHE_DIR wins over the default, `--compile-cache off` writes nothing, a
+JAX_COMPILATION_CACHE_DIR wins over the default, `--compile-cache off` uses no cache, a
 default folder that cannot be made leaves the cache off, and an explicit one is one line."""
 
 import json
@@ -47,42 +47,45 @@ def results(run_dir: Path) -> tuple:
     return json.loads((run_dir / "results.json").read_text())["eval"], lines
 
 
-@pytest.fixture(scope="module")
-def first(tmp_path_factory):
-    """A run with every cache setting left out: the cache goes to $XDG_CACHE_HOME."""
-    root = tmp_path_factory.mktemp("cache")
-    fometa(root / "run", XDG_CACHE_HOME=str(root / "xdg"))
-    return root
-
-
-def test_the_default_cache_is_written_then_loaded_by_later_processes(first, tmp_path):
-    [folder] = (first / "xdg" / "fometa" / "jax").iterdir()  # one folder for this machine
+def test_the_cache_across_processes(tmp_path):
+    """One test, so that one worker makes the first run that the other checks load from
+    (pytest-xdist 3.8 under pytest 9 does not honour `xdist_group` here)."""
+    first = tmp_path / "first"
+    # Every cache setting left out: the cache goes to $XDG_CACHE_HOME, one folder per machine.
+    fometa(first / "run", XDG_CACHE_HOME=str(first / "xdg"))
+    [folder] = (first / "xdg" / "fometa" / "jax").iterdir()
     assert entries(folder) >= set(PROGRAMS)
     assert (folder / ".lockfile").exists()  # fometa's size limit is on (JAX locks with one)
     recorded = json.loads((first / "run" / "results.json").read_text())["compile_cache"]
     assert Path(recorded) == folder
-    proc = fometa(tmp_path / "run", "--compile-cache", str(folder),
+
+    # --compile-cache DIR: a second process loads both programs, trains to the same numbers
+    # and leaves the default folder alone.
+    proc = fometa(tmp_path / "second", "--compile-cache", str(folder),
                   XDG_CACHE_HOME=str(tmp_path / "xdg"), JAX_DEBUG_LOG_MODULES="jax._src.compiler")
     for program in PROGRAMS:
         assert f"Persistent compilation cache hit for '{program}'" in proc.stderr
-    assert results(tmp_path / "run") == results(first / "run")
-    assert not (tmp_path / "xdg" / "fometa").exists()  # --compile-cache DIR: no default
+    assert results(tmp_path / "second") == results(first / "run")
+    assert not (tmp_path / "xdg" / "fometa").exists()  # (matplotlib keeps its own there)
+
+    # fometa eval, default folder: loads the evaluation.
     proc = fometa(first / "run", args=["eval"], XDG_CACHE_HOME=str(first / "xdg"),
                   JAX_DEBUG_LOG_MODULES="jax._src.compiler")
     assert "Persistent compilation cache hit for 'jit_eval_chunk'" in proc.stderr
 
-
-def test_users_jax_cache_wins_and_off_writes_nothing(tmp_path):
-    fometa(tmp_path / "a", XDG_CACHE_HOME=str(tmp_path / "xdg"),
-           JAX_COMPILATION_CACHE_DIR=str(tmp_path / "user"))
-    assert entries(tmp_path / "user") >= set(PROGRAMS)
-    assert not (tmp_path / "xdg" / "fometa").exists()  # (matplotlib keeps its own there)
-    (tmp_path / "user2").mkdir()
-    fometa(tmp_path / "b", "--compile-cache", "off", XDG_CACHE_HOME=str(tmp_path / "xdg"),
-           JAX_COMPILATION_CACHE_DIR=str(tmp_path / "user2"))
-    assert not any((tmp_path / "user2").iterdir())
+    # The user's JAX_COMPILATION_CACHE_DIR wins over the default ...
+    proc = fometa(tmp_path / "user", XDG_CACHE_HOME=str(tmp_path / "xdg"),
+                  JAX_COMPILATION_CACHE_DIR=str(folder), JAX_DEBUG_LOG_MODULES="jax._src.compiler")
+    assert "Persistent compilation cache hit for 'jit_meta_chunk'" in proc.stderr
     assert not (tmp_path / "xdg" / "fometa").exists()
-    assert json.loads((tmp_path / "b" / "results.json").read_text())["compile_cache"] is None
+    # ... and --compile-cache off uses no cache, even that one.
+    before = sorted(p.name for p in folder.iterdir() if p.name.endswith("-cache"))
+    proc = fometa(tmp_path / "off", "--compile-cache", "off", XDG_CACHE_HOME=str(tmp_path / "xdg"),
+                  JAX_COMPILATION_CACHE_DIR=str(folder), JAX_DEBUG_LOG_MODULES="jax._src.compiler")
+    assert "cache hit" not in proc.stderr
+    assert sorted(p.name for p in folder.iterdir() if p.name.endswith("-cache")) == before
+    assert not (tmp_path / "xdg" / "fometa").exists()
+    assert json.loads((tmp_path / "off" / "results.json").read_text())["compile_cache"] is None
 
 
 @pytest.mark.parametrize("where", ["a-file/cache", " "])
