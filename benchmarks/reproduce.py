@@ -39,9 +39,8 @@ from fometa.run.training import evaluate_run, versions
 MODES = ("eval", "eval_transductive")
 
 
-def train_flags(argv: list[str]) -> dict:
-    """`fometa train` flags as settings (parsed and checked by fometa's own parser)."""
-    args = build_parser().parse_args(["train", *argv])
+def train_flags(args: argparse.Namespace) -> dict:
+    """The settings among `fometa train` flags parsed by fometa's own parser (checked)."""
     return {k: v for k, v in given_settings(args, [n for n, _ in flags()]).items()
             if v is not None}
 
@@ -100,9 +99,10 @@ def _main(argv: list[str]) -> int:
     if "--" in argv:
         extra = argv[argv.index("--") + 1:]
         argv = argv[:argv.index("--")]
+    train_args = build_parser().parse_args(["train", *extra])
     # As `fometa train` (before any compile; `-- --compile-cache DIR|off` as there): the
     # seeds after the first load the compiled programs.
-    compile_cache(build_parser().parse_args(["train", *extra]).compile_cache)
+    compile_cache(train_args.compile_cache)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", required=True, choices=list(PRESETS))
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
@@ -115,7 +115,7 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--runs", default="runs/reproduce", help="folder of the run dirs")
     parser.add_argument("--out", default="results", help="folder of the result files")
     args = parser.parse_args(argv)
-    given = train_flags(extra)
+    given = train_flags(train_args)
     for name in ("preset", "dataset"):
         if name in given:
             parser.error(f"--{name} after -- would change the row: use --preset")

@@ -80,12 +80,17 @@ def replicate_data(tree: Any, mesh: Mesh) -> Any:
     """Every array of `tree` whole on every device of the mesh, each device's copy made from
     this process's own host copy (a dataset that every process loaded alike), so that
     across processes nothing is gathered or compared; arrays already replicated over the
-    mesh are kept, so that a dataset placed once serves every compiled program."""
+    mesh are kept, so that a dataset placed once serves every compiled program. Typed PRNG
+    keys stay typed."""
     whole = replicated(mesh)
 
     def put(x):
         if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(whole, x.ndim):
             return x
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            # a typed key (jax.random.key): its raw data placed, then wrapped again
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)),
+                                            impl=jax.random.key_impl(x))
         host = np.asarray(x)
         return jax.make_array_from_callback(host.shape, whole, lambda index: host[index])
 

@@ -35,9 +35,14 @@ def fometa(run_dir: Path, *flags: str, args: list[str] = ARGS, **env: str
     return proc
 
 
+def cache_files(folder: Path) -> list[str]:
+    """The executables in a JAX cache folder ("<program>-<key>-cache")."""
+    return sorted(p.name for p in folder.glob("*-cache"))
+
+
 def entries(folder: Path) -> set[str]:
     """The programs with an executable in a JAX cache folder."""
-    return {p.name.split("-")[0] for p in folder.glob("*-cache")} if folder.is_dir() else set()
+    return {name.split("-")[0] for name in cache_files(folder)}
 
 
 def results(run_dir: Path) -> tuple:
@@ -79,11 +84,11 @@ def test_the_cache_across_processes(tmp_path):
     assert "Persistent compilation cache hit for 'jit_meta_chunk'" in proc.stderr
     assert not (tmp_path / "xdg" / "fometa").exists()
     # ... and --compile-cache off uses no cache, even that one.
-    before = sorted(p.name for p in folder.iterdir() if p.name.endswith("-cache"))
+    before = cache_files(folder)
     proc = fometa(tmp_path / "off", "--compile-cache", "off", XDG_CACHE_HOME=str(tmp_path / "xdg"),
                   JAX_COMPILATION_CACHE_DIR=str(folder), JAX_DEBUG_LOG_MODULES="jax._src.compiler")
     assert "cache hit" not in proc.stderr
-    assert sorted(p.name for p in folder.iterdir() if p.name.endswith("-cache")) == before
+    assert cache_files(folder) == before
     assert not (tmp_path / "xdg" / "fometa").exists()
     assert json.loads((tmp_path / "off" / "results.json").read_text())["compile_cache"] is None
 

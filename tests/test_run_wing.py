@@ -193,8 +193,8 @@ def test_run_directory_file_names_live_in_the_run_directory_module():
 
 def test_the_training_key_is_an_argument_so_seeds_share_one_compiled_program():
     """Two seeds' training loops lower to the same program (a key compiled in as a constant
-    would differ), so JAX's compilation cache serves every seed's run from one entry; and
-    the seeds still draw different tasks."""
+    would differ), so JAX's compilation cache serves every seed's run from one entry; the
+    seeds still draw different tasks, and a typed key draws its raw key's."""
     from fometa.run import chunk_runner, loop_runner, make_learner, make_problem
     from fometa.run.training import seed_key
 
@@ -210,6 +210,10 @@ def test_the_training_key_is_an_argument_so_seeds_share_one_compiled_program():
     runs = [loop_runner(learner, problem, 2, k) for k in keys]
     params = [jax.tree_util.tree_leaves(run(state, 0, 2)[0].params) for run in runs]
     assert not all(np.array_equal(a, b) for a, b in zip(*params))
+    # a typed key (jax.random.key) travels as its raw data and draws the same tasks
+    typed = jax.random.wrap_key_data(keys[0])
+    same = jax.tree_util.tree_leaves(loop_runner(learner, problem, 2, typed)(state, 0, 2)[0].params)
+    assert all(np.array_equal(a, b) for a, b in zip(params[0], same))
 
 
 def test_the_dataset_is_an_argument_of_the_compiled_programs_not_a_constant():

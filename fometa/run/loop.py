@@ -50,18 +50,8 @@ class Runner:
 
 def loop_inputs(problem: Problem, train_key: jax.Array, mesh: Mesh) -> dict[str, Any]:
     """A training loop's last argument, replicated over the mesh: {"data": the problem's
-    data, "train_key": the key iteration i folds i into (a typed key as its raw data:
-    `_train_key` wraps it again)}."""
-    if jax.dtypes.issubdtype(train_key.dtype, jax.dtypes.prng_key):
-        train_key = jax.random.key_data(train_key)
+    data, "train_key": the key iteration i folds i into}."""
     return replicate_data({"data": problem.data, "train_key": train_key}, mesh)
-
-
-def _train_key(inputs: dict[str, Any], like: jax.Array) -> jax.Array:
-    """`loop_inputs`' key inside the program, typed again where `like` (the caller's) is."""
-    if jax.dtypes.issubdtype(like.dtype, jax.dtypes.prng_key):
-        return jax.random.wrap_key_data(inputs["train_key"], impl=jax.random.key_impl(like))
-    return inputs["train_key"]
 
 
 def task_batch(problem: Problem, key: jax.Array, meta_batch: int):
@@ -98,8 +88,7 @@ def chunk_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_
         on = bound(problem, inputs["data"])
 
         def body(state, i):
-            tasks = task_batch(on, jax.random.fold_in(_train_key(inputs, train_key), i),
-                               meta_batch)
+            tasks = task_batch(on, jax.random.fold_in(inputs["train_key"], i), meta_batch)
             return learner.step(state, shard_tasks(tasks, mesh))
 
         state, metrics = jax.lax.scan(body, state, iterations, unroll=unroll)
@@ -136,8 +125,7 @@ def loop_runner(learner: MetaLearner, problem: Problem, meta_batch: int, train_k
         # the compile time for second-order algorithms, and the probe used to double it.
         @jax.jit
         def step(state, i):
-            tasks = task_batch(on, jax.random.fold_in(_train_key(inputs, train_key), i),
-                               meta_batch)
+            tasks = task_batch(on, jax.random.fold_in(inputs["train_key"], i), meta_batch)
             state, metrics = learner.step(state, shard_tasks(tasks, mesh))
             return state, metrics.pop("finite", jnp.float32(1.0)), metrics
 
