@@ -20,6 +20,27 @@ import pytest  # noqa: E402
 
 from fometa.run.cli import main  # noqa: E402
 
+try:  # pytest >= 9: a node's id is a structured NodeId built from this string
+    from _pytest.nodes import coerce_node_id  # noqa: E402
+except ImportError:  # older pytest: pytest-xdist's own hook suffixes the id itself
+    coerce_node_id = None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """`--dist loadgroup` keeps each `xdist_group` on one worker by the "@group" suffix of
+    its tests' ids. pytest-xdist 3.8 adds that suffix by assigning `item._nodeid`, which
+    pytest 9 no longer reads, so every group was dealt test by test over both workers (a
+    module fixture such as test_distributed.py's one- and two-process runs, built on each).
+    Added here the way pytest 9 stores ids; a no-op where the suffix is already there."""
+    if coerce_node_id is None or not config.getoption("loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
 
 @pytest.fixture
 def cli_error(capsys, tmp_path, monkeypatch):

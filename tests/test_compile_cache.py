@@ -53,8 +53,7 @@ def results(run_dir: Path) -> tuple:
 
 
 def test_the_cache_across_processes(tmp_path):
-    """One test, so that one worker makes the first run that the other checks load from
-    (pytest-xdist 3.8 under pytest 9 does not honour `xdist_group` here)."""
+    """One test: the second process's checks load what the first run compiled."""
     first = tmp_path / "first"
     # Every cache setting left out: the cache goes to $XDG_CACHE_HOME, one folder per machine.
     fometa(first / "run", XDG_CACHE_HOME=str(first / "xdg"))

@@ -128,8 +128,9 @@ def test_python_callers_get_the_same_checks(overrides, words):
 
 
 def test_tasks_at_once_default_follows_its_rule():
-    """Unset, one task at a time only where measured faster (ONE_TASK_AT_A_TIME's datasets on
-    a CPU with one device); a value that is set is used everywhere."""
+    """Unset, one task at a time only where measured faster (ONE_TASK_AT_A_TIME's datasets
+    from their number of images per inner step, on a CPU with one device); a value that is
+    set is used everywhere."""
     assert set(ONE_TASK_AT_A_TIME) <= set(DATASETS)
     mini = resolve(preset="fomaml-mini-imagenet-5w1s")
     omniglot = resolve(preset="maml-omniglot-5w1s")
@@ -138,6 +139,15 @@ def test_tasks_at_once_default_follows_its_rule():
     for devices, expected in (("2", None), ("all", None), ("01", 1)):
         cfg = resolve(preset="fomaml-mini-imagenet-5w1s", devices=devices)
         assert tasks_at_once(cfg, "cpu") == expected, devices
+    # Omniglot from 320 images per inner step: 32 tasks x 5 images (5-way 1-shot, the whole
+    # support) is 160, 16 tasks x 20 is 320, and 32 tasks of 5 ways x 2 training shots is 320 again.
+    assert tasks_at_once(resolve(preset="maml-omniglot-20w1s"), "cpu") == 1
+    assert tasks_at_once(resolve(preset="maml-omniglot-20w1s"), "gpu") is None
+    assert tasks_at_once(resolve(preset="maml-omniglot-20w1s", devices="2"), "cpu") is None
+    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", meta_batch=63), "cpu") is None
+    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", meta_batch=64), "cpu") == 1
+    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", train_shots=2), "cpu") == 1
+    assert tasks_at_once(resolve(preset="maml-cifar-fs-5w1s", meta_batch=100), "cpu") is None
     # The paper's Reptile runs its tasks in sequence (one Adam state): nothing to group.
     assert tasks_at_once(resolve(preset="reptile-mini-imagenet-5w1s"), "cpu") is None
     assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", tasks_at_once=4), "gpu") == 4

@@ -19,6 +19,7 @@ from synthetic import write_mini
 import fometa
 import fometa.run.checkpoint as checkpoint_module
 from fometa.errors import CheckpointError
+from fometa.learner import all_finite
 from fometa.run import load_run, resolve, setup
 from fometa.run.cli import main
 from fometa.run.training import evaluate_run
@@ -200,6 +201,22 @@ def test_meta_learner_reports_whether_a_step_is_finite():
         learner = fometa.meta_learner("reptile", loss, lr, check_finite=True)
         _, metrics = learner.step(learner.init(jnp.zeros(4)), tasks)
         assert float(metrics["finite"]) == finite
+
+
+@pytest.mark.parametrize("bad", [None, math.inf, -math.inf, math.nan])
+def test_all_finite_checks_every_float_of_every_leaf(bad):
+    """`fometa.learner.all_finite` against NumPy leaf by leaf: a bfloat16 value near its
+    largest stays finite once widened, integer leaves are never looked at."""
+    tree = {"bf16": jnp.full((2, 3), 3e38, jnp.bfloat16), "f32": jnp.arange(5.0),
+            "count": jnp.array(7, jnp.int32), "scalar": jnp.float32(1.5),
+            "nested": [jnp.ones((4, 1)), jnp.zeros((0,))]}
+    if bad is not None:
+        tree["nested"][0] = tree["nested"][0].at[3, 0].set(bad)
+    expected = all(np.isfinite(np.asarray(x, np.float64)).all()
+                   for x in jax.tree_util.tree_leaves(tree)
+                   if jnp.issubdtype(x.dtype, jnp.inexact))
+    assert bool(all_finite(tree)) is expected is (bad is None)
+    assert bool(all_finite({"only": jnp.arange(3)})) is True  # no floats: nothing to fail
 
 
 # --- divergence, damaged checkpoints, memory ------------------------------------------------

@@ -373,12 +373,22 @@ def uses_remat(cfg, platform: str) -> bool:
 
 
 # `--tasks-at-once` left unset: the datasets whose parallel tasks are computed one at a time
-# on a CPU with one device, where benchmarks/README.md ("Mini-ImageNet: one task at a time")
-# measures it faster (84x84 images: one task's activations stay in cache) for the speed
-# workload's MAML, FOMAML and Reptile and for every Mini-ImageNet preset whose tasks run in
-# parallel; Omniglot's 28x28 tasks are faster vmapped together (FOMAML, Reptile), and the
-# other datasets are unmeasured.
-ONE_TASK_AT_A_TIME = ("mini-imagenet",)
+# on a CPU with one device, from how many images per inner step the meta-batch holds (its
+# tasks times their inner batch). benchmarks/README.md ("Mini-ImageNet: one task at a
+# time", "... and Omniglot's larger meta-batches") measures it faster for every Mini-ImageNet
+# workload and preset (84x84 images: one task's activations stay in cache) and for Omniglot
+# presets from 320 images per step (1.01-1.27x: 20-way, 16 tasks; 5-way 5-shot, 32 tasks);
+# smaller Omniglot meta-batches are as fast or faster vmapped together (160 images:
+# fomaml-omniglot-5w1s 0.89x; speed.py's 50: FOMAML and Reptile). Other datasets unmeasured.
+ONE_TASK_AT_A_TIME: dict[str, int] = {"mini-imagenet": 1, "omniglot": 320}
+ONE_TASK_AT_A_TIME_HELP = (f"Mini-ImageNet, and Omniglot meta-batches of "
+                           f"{ONE_TASK_AT_A_TIME['omniglot']} or more images per inner step")
+
+
+def images_per_step(cfg) -> int:
+    """Images (examples) in one inner step of a whole meta-batch: its tasks times their
+    inner batch (the whole support, ways x train shots, where `--inner-batch` is unset)."""
+    return cfg.meta_batch * (cfg.inner_batch or cfg.ways * (cfg.train_shots or cfg.shots))
 
 
 def one_device(cfg) -> bool:
@@ -389,10 +399,12 @@ def one_device(cfg) -> bool:
 def tasks_at_once(cfg, platform: str) -> int | None:
     """How many parallel tasks a run of `cfg` on `platform` computes at once
     (`meta_learner(tasks_at_once=...)`; None: all, or tasks in sequence): `cfg.tasks_at_once`
-    where set, else 1 for `ONE_TASK_AT_A_TIME` on a CPU with one device."""
+    where set, else 1 on a CPU with one device where `ONE_TASK_AT_A_TIME` says so."""
     if cfg.tasks_at_once is not None or cfg.task_order == "sequential":
         return cfg.tasks_at_once
-    one = platform == "cpu" and cfg.dataset in ONE_TASK_AT_A_TIME and one_device(cfg)
+    least = ONE_TASK_AT_A_TIME.get(cfg.dataset)
+    one = (platform == "cpu" and least is not None and images_per_step(cfg) >= least
+           and one_device(cfg))
     return 1 if one else None
 
 

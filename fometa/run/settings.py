@@ -20,7 +20,7 @@ from fometa.errors import ConfigError
 from fometa.learned_lr import KINDS as LEARNED_LR_KINDS
 from fometa.models import ACTIVATIONS
 from fometa.run.problems import (ALGORITHM_OPTIONS, COMPUTE_DTYPES, DATASETS, INNER_OPTIMIZERS,
-                                 LOSS_REDUCTIONS, MATMUL_PRECISIONS, ONE_TASK_AT_A_TIME,
+                                 LOSS_REDUCTIONS, MATMUL_PRECISIONS, ONE_TASK_AT_A_TIME_HELP,
                                  REMAT_MIN_STEPS, learned_rates, one_device)
 
 
@@ -251,7 +251,7 @@ class Config:
     tasks_at_once: int | None = setting(
         None, Whole(), "parallel tasks computed at once (vmapped), the groups one after "
         "another, with --task-order parallel and --devices 1; default (none): one at a time "
-        f"for {', '.join(ONE_TASK_AT_A_TIME)} on a CPU, where it is measured faster "
+        f"for {ONE_TASK_AT_A_TIME_HELP} on a CPU, where it is measured faster "
         "(benchmarks/README.md), else all. Float rounding differs, the computation does not",
         resumable=True)
     dtype: str = setting("float32", Choice(COMPUTE_DTYPES),
