@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One task at a time (`fometa train --tasks-at-once 1`, the default on a CPU for
-# Mini-ImageNet; `speed.py --tasks-at-once 1`) against every task at once (the vmap of the
+# Mini-ImageNet and, since a later session, large Omniglot meta-batches; `speed.py
+# --tasks-at-once 1`) against every task at once (the vmap of the
 # whole task batch) and against torch.func, the three alternated in one process, on
 # speed.py's workload (5 tasks); the same on Omniglot without torch (where the vmap stays the
 # default); the training chunks of the presets whose tasks run in parallel, one at a time

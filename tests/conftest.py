@@ -1,4 +1,4 @@
-"""Fixtures shared by the test files, and the suite's compilation cache."""
+"""Fixtures shared by the test files, the suite's compilation cache, and its xdist groups."""
 
 import os
 import tempfile
@@ -38,8 +38,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
                         for m in item.iter_markers("xdist_group")})
-        if names and "@" not in item.nodeid:
-            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix):
+            item._id = coerce_node_id(item.nodeid + suffix)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from fometa.algorithms import ALGORITHMS, Rule
 from fometa.errors import ConfigError
 from fometa.run import load_run, processes, resolve, train
 from fometa.run.cli import main
-from fometa.run.problems import DATASETS, ONE_TASK_AT_A_TIME, tasks_at_once
+from fometa.run.problems import DATASETS, ONE_TASK_AT_A_TIME, images_per_step, tasks_at_once
 from fometa.run.settings import DECLARED, Switch, flag
 
 PACKAGE = Path(fometa.__file__).parent
@@ -148,6 +148,11 @@ def test_tasks_at_once_default_follows_its_rule():
     assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", meta_batch=64), "cpu") == 1
     assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", train_shots=2), "cpu") == 1
     assert tasks_at_once(resolve(preset="maml-cifar-fs-5w1s", meta_batch=100), "cpu") is None
+    # The batch that one inner step holds: --inner-batch, or with --foml-tail the tail's.
+    assert tasks_at_once(resolve(preset="maml-omniglot-20w1s", inner_batch=10), "cpu") is None
+    tail = resolve(preset="fomaml-omniglot-5w1s", train_shots=2, foml_tail=1)
+    assert images_per_step(tail) == 160 and tasks_at_once(tail, "cpu") is None
+    assert images_per_step(resolve(preset="maml-sine")) == 25 * 10  # 25 tasks of 10 points
     # The paper's Reptile runs its tasks in sequence (one Adam state): nothing to group.
     assert tasks_at_once(resolve(preset="reptile-mini-imagenet-5w1s"), "cpu") is None
     assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", tasks_at_once=4), "gpu") == 4

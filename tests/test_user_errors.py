@@ -205,9 +205,11 @@ def test_meta_learner_reports_whether_a_step_is_finite():
 
 @pytest.mark.parametrize("bad", [None, math.inf, -math.inf, math.nan])
 def test_all_finite_checks_every_float_of_every_leaf(bad):
-    """`fometa.learner.all_finite` against NumPy leaf by leaf: a bfloat16 value near its
-    largest stays finite once widened, integer leaves are never looked at."""
-    tree = {"bf16": jnp.full((2, 3), 3e38, jnp.bfloat16), "f32": jnp.arange(5.0),
+    """`fometa.learner.all_finite` against NumPy leaf by leaf: float16 leaves beside a
+    float32 value beyond float16's range (1e5) and bfloat16 near its largest stay finite
+    (the widest type is used), integer leaves are skipped."""
+    tree = {"bf16": jnp.full((2, 3), 3e38, jnp.bfloat16), "f32": jnp.arange(5.0) * 1e5,
+            "f16": jnp.ones(3, jnp.float16),
             "count": jnp.array(7, jnp.int32), "scalar": jnp.float32(1.5),
             "nested": [jnp.ones((4, 1)), jnp.zeros((0,))]}
     if bad is not None:

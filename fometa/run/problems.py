@@ -373,22 +373,26 @@ def uses_remat(cfg, platform: str) -> bool:
 
 
 # `--tasks-at-once` left unset: the datasets whose parallel tasks are computed one at a time
-# on a CPU with one device, from how many images per inner step the meta-batch holds (its
-# tasks times their inner batch). benchmarks/README.md ("Mini-ImageNet: one task at a
-# time", "... and Omniglot's larger meta-batches") measures it faster for every Mini-ImageNet
-# workload and preset (84x84 images: one task's activations stay in cache) and for Omniglot
-# presets from 320 images per step (1.01-1.27x: 20-way, 16 tasks; 5-way 5-shot, 32 tasks);
-# smaller Omniglot meta-batches are as fast or faster vmapped together (160 images:
-# fomaml-omniglot-5w1s 0.89x; speed.py's 50: FOMAML and Reptile). Other datasets unmeasured.
+# on a CPU with one device, from how many images per inner step the meta-batch holds
+# (`images_per_step`). benchmarks/README.md ("Mini-ImageNet: one task at a time", "... and
+# Omniglot's larger meta-batches") measures it faster for every Mini-ImageNet workload and
+# preset (84x84 images: one task's activations stay in cache) and for every Omniglot preset
+# from 320 images per step (1.01-1.27x: 20-way with 16 or 8 tasks, 5-way 5-shot with 32);
+# at 160 images 0.89-1.04x (fomaml-omniglot-5w1s 0.89x), and at speed.py's 50 FOMAML and
+# Reptile are slower one at a time. Other datasets unmeasured.
 ONE_TASK_AT_A_TIME: dict[str, int] = {"mini-imagenet": 1, "omniglot": 320}
-ONE_TASK_AT_A_TIME_HELP = (f"Mini-ImageNet, and Omniglot meta-batches of "
-                           f"{ONE_TASK_AT_A_TIME['omniglot']} or more images per inner step")
+ONE_TASK_AT_A_TIME_HELP = ", ".join(
+    name if least <= 1 else f"{name} meta-batches of {least} or more images per inner step"
+    for name, least in ONE_TASK_AT_A_TIME.items())
 
 
 def images_per_step(cfg) -> int:
-    """Images (examples) in one inner step of a whole meta-batch: its tasks times their
-    inner batch (the whole support, ways x train shots, where `--inner-batch` is unset)."""
-    return cfg.meta_batch * (cfg.inner_batch or cfg.ways * (cfg.train_shots or cfg.shots))
+    """Examples (images) in one inner step of a whole meta-batch: its tasks times their
+    inner batch, which is `--inner-batch`, else with `--foml-tail` the tail's ways x
+    foml_tail (each batch's size), else the whole support, ways x train shots (a task
+    without ways, such as sine's: its train shots)."""
+    shots = cfg.foml_tail or cfg.train_shots or cfg.shots
+    return cfg.meta_batch * (cfg.inner_batch or (cfg.ways or 1) * shots)
 
 
 def one_device(cfg) -> bool:
