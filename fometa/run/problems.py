@@ -156,12 +156,20 @@ def sine_adaptation(tasks: SineTasks, predict: Callable[[Any, jax.Array], jax.Ar
     return illustrate
 
 
+def inner_batch_size(cfg) -> int:
+    """Examples in one inner step of one training task: `--inner-batch`, else the task's
+    whole pool, ways x train shots, less a `--foml-tail`'s per class (the tail minibatch
+    must be as large, `check_classification`); without ways (sine), its train points."""
+    pool = (cfg.train_shots or cfg.shots) - (cfg.foml_tail or 0)
+    return cfg.inner_batch or (cfg.ways or 1) * pool
+
+
 def sine_problem(cfg) -> Problem:
     """Sine-wave regression (paper Sec. 7) with the MLP of `cfg.hidden`, `cfg.activation`."""
     train_points = cfg.train_shots or cfg.shots
     tasks = SineTasks(
         phase_range=(0.0, cfg.sine_phase_max), train_points=train_points,
-        train_on_grid=cfg.sine_on_grid, inner_batch=cfg.inner_batch or train_points,
+        train_on_grid=cfg.sine_on_grid, inner_batch=inner_batch_size(cfg),
         inner_iters=cfg.inner_iters, query_points=cfg.queries, eval_shots=cfg.shots,
         eval_inner_iters=cfg.eval_inner_iters)
     if cfg.shots > tasks.grid_points:
@@ -279,7 +287,7 @@ def check_classification(cfg) -> None:
                                   "is drawn from with --replacement")
     if cfg.foml_tail is not None:
         pool = (cfg.train_shots or cfg.shots) - cfg.foml_tail
-        head = cfg.inner_batch or cfg.ways * pool
+        head = inner_batch_size(cfg)
         if pool < 1:
             raise ConfigError(f"--foml-tail {cfg.foml_tail} leaves no example per class for "
                               f"the other minibatches (train-shots {cfg.train_shots or cfg.shots})")
@@ -387,12 +395,9 @@ ONE_TASK_AT_A_TIME_HELP = ", ".join(
 
 
 def images_per_step(cfg) -> int:
-    """Examples (images) in one inner step of a whole meta-batch: its tasks times their
-    inner batch, which is `--inner-batch`, else with `--foml-tail` the tail's ways x
-    foml_tail (each batch's size), else the whole support, ways x train shots (a task
-    without ways, such as sine's: its train shots)."""
-    shots = cfg.foml_tail or cfg.train_shots or cfg.shots
-    return cfg.meta_batch * (cfg.inner_batch or (cfg.ways or 1) * shots)
+    """Examples (images) in one inner step of a whole meta-batch: its tasks times
+    `inner_batch_size`."""
+    return cfg.meta_batch * inner_batch_size(cfg)
 
 
 def one_device(cfg) -> bool:
