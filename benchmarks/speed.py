@@ -3,7 +3,7 @@
     python benchmarks/speed.py --workload omniglot-5w1s|miniimagenet-5w1s \\
         --algorithm maml|fomaml|reptile|meta-sgd|anil|imaml|maml++ --iters N --json
         [--torch] [--threads N] [--unroll K] [--remat] [--adapt] [--tasks T] [--devices N]
-        [--tasks-at-once N]
+        [--tasks-at-once N] [--as-train]
 
 One meta-step: 5 tasks, each 5-way with 5 inner SGD steps (lr 0.1) on batches of 10 images
 (28x28x1 with `fometa.OmniglotCNN`, or 84x84x3 with `fometa.MiniImageNetCNN`; batch norm
@@ -18,7 +18,10 @@ times the same step on one of those devices, alternated with the others in the s
 (`one_device_ms_per_meta_step`); torch.func keeps its one process and its intra-op threads.
 `--tasks-at-once N` vmaps N tasks at a time, the groups in turn (`meta_learner(tasks_at_once=N)`,
 `fometa train --tasks-at-once`), and also times all tasks at once (the vmap of every task)
-alternated with it (`all_at_once_ms_per_meta_step`).
+alternated with it (`all_at_once_ms_per_meta_step`). `--as-train` takes remat and tasks at
+once as `fometa train` picks them when unset (`fometa.run.problems.uses_remat`,
+`tasks_at_once`) for the workload (its dataset, algorithm, tasks, inner steps, 10-image batches
+of 5 ways x 2 shots) on this machine: the step a user of the command runs by default.
 
 --torch: the same workload written the PyTorch way, in the same process: the same network
 as an `nn.Module` (NCHW; BatchNorm2d in training mode with `track_running_stats=False`),
@@ -108,6 +111,9 @@ def parse_args(argv=None):
                         help="CPU devices to shard the tasks over (jax_num_cpu_devices)")
     parser.add_argument("--tasks-at-once", type=int, metavar="N",
                         help="tasks vmapped at a time, the groups in turn (default: all)")
+    parser.add_argument("--as-train", action="store_true",
+                        help="remat and tasks at once as `fometa train` picks them for this "
+                             "workload on this machine (--remat, --tasks-at-once N still win)")
     parser.add_argument("--remat", action="store_true",
                         help="rematerialise the inner steps (meta_learner(remat=True)); "
                              "MAML's fastest setting on the CPU")
@@ -301,6 +307,22 @@ def torch_step(workload: str, algorithm: str, data, jax_params=None):
 # ----------------------------------------------------------------------------- main
 
 
+def train_defaults(args, platform: str) -> tuple[bool, int | None]:
+    """(remat, tasks_at_once) as `fometa train` resolves them (`fometa.run.problems`) for the
+    workload: its dataset, algorithm, tasks, inner steps and batch, on `args.devices`
+    devices; --remat and --tasks-at-once where given."""
+    from fometa.run import presets, problems
+
+    dataset = "omniglot" if WORKLOADS[args.workload][1] == "omniglot" else "mini-imagenet"
+    cfg = presets.resolve(dataset, algorithm=VARIANTS[args.algorithm][0], ways=WAYS,
+                          train_shots=INNER_BATCH // WAYS, inner_batch=INNER_BATCH,
+                          inner_iters=args.inner_steps, meta_batch=args.tasks,
+                          task_order="parallel", devices=str(args.devices),
+                          remat=True if args.remat else None,
+                          tasks_at_once=args.tasks_at_once)
+    return problems.uses_remat(cfg, platform), problems.tasks_at_once(cfg, platform)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads is not None:
@@ -313,6 +335,11 @@ def main(argv=None) -> dict:
     from fometa.run import processes
 
     processes.split_cpu(str(args.devices))  # as fometa train does, before JAX starts
+    if args.as_train:
+        if args.adapt:
+            sys.exit("speed.py: error: --as-train picks a training step's settings: "
+                     "not with --adapt")
+        args.remat, args.tasks_at_once = train_defaults(args, jax.default_backend())
     cores = os.cpu_count()
     threads = args.threads or cores
     unroll = 1 if args.unroll is None else args.unroll
@@ -359,6 +386,7 @@ def main(argv=None) -> dict:
            "threads": threads, "compile_s": compile_s, "unroll": unroll,
            "iters": args.iters, "block": args.block, "conv": args.conv, "remat": args.remat,
            "tasks": args.tasks, "devices": args.devices, "tasks_at_once": args.tasks_at_once,
+           "as_train": args.as_train,
            "jax": jax.__version__,
            "data": "random tensors prepared once; sampling not timed"}
     if args.tasks_at_once is not None:
@@ -379,6 +407,7 @@ def main(argv=None) -> dict:
     line = (f"{args.workload} {args.algorithm}{' adaptation' if args.adapt else ''}: {who} "
             f"{out['ms_per_meta_step']:.2f} ms "
             f"(compile {compile_s:.1f} s, unroll {unroll}{', remat' if args.remat else ''}"
+            f"{', as fometa train' if args.as_train else ''}"
             f"{'' if args.tasks_at_once is None else f', {args.tasks_at_once} task(s) at once'})")
     if args.tasks_at_once is not None:
         line += (f", all tasks at once {out['all_at_once_ms_per_meta_step']:.2f} ms "

@@ -129,8 +129,8 @@ def test_python_callers_get_the_same_checks(overrides, words):
 
 def test_tasks_at_once_default_follows_its_rule():
     """Unset, one task at a time only where measured faster (ONE_TASK_AT_A_TIME's datasets
-    from their number of images per inner step, on a CPU with one device); a value that is
-    set is used everywhere."""
+    from their number of images per inner step, fewer where the inner steps are
+    rematerialised, on a CPU with one device); a value that is set is used everywhere."""
     assert set(ONE_TASK_AT_A_TIME) <= set(DATASETS)
     mini = resolve(preset="fomaml-mini-imagenet-5w1s")
     omniglot = resolve(preset="maml-omniglot-5w1s")
@@ -148,8 +148,20 @@ def test_tasks_at_once_default_follows_its_rule():
     assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", meta_batch=64), "cpu") == 1
     assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", train_shots=2), "cpu") == 1
     assert tasks_at_once(resolve(preset="maml-cifar-fs-5w1s", meta_batch=100), "cpu") is None
+    # ... and from one image where the inner steps are rematerialised (second order, 2 or more
+    # steps, or --remat): mamlpp-omniglot-20w1s's 8 tasks of 20 images, MAML's 5-way 1-shot
+    # with 5 inner steps; not with --no-remat, nor on a GPU (no remat by default there).
+    mamlpp = resolve(preset="mamlpp-omniglot-20w1s")
+    assert images_per_step(mamlpp) == 160 and tasks_at_once(mamlpp, "cpu") == 1
+    assert tasks_at_once(resolve(preset="mamlpp-omniglot-20w1s", remat=False), "cpu") is None
+    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", inner_iters=5), "cpu") == 1
+    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", remat=True), "cpu") == 1
+    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", inner_iters=5), "gpu") is None
+    assert tasks_at_once(resolve(preset="fomaml-omniglot-5w1s", inner_iters=5), "cpu") is None
+    assert tasks_at_once(resolve(preset="maml-cifar-fs-5w1s"), "cpu") is None  # remat, unmeasured
     # The batch that one inner step holds: --inner-batch, or with --foml-tail the tail's.
-    assert tasks_at_once(resolve(preset="maml-omniglot-20w1s", inner_batch=10), "cpu") is None
+    assert tasks_at_once(resolve(preset="fomaml-omniglot-20w1s", inner_batch=10), "cpu") is None
+    assert tasks_at_once(resolve(preset="fomaml-omniglot-20w1s"), "cpu") == 1
     tail = resolve(preset="fomaml-omniglot-5w1s", train_shots=2, foml_tail=1)
     assert images_per_step(tail) == 160 and tasks_at_once(tail, "cpu") is None
     assert images_per_step(resolve(preset="maml-sine")) == 25 * 10  # 25 tasks of 10 points

@@ -382,16 +382,35 @@ def uses_remat(cfg, platform: str) -> bool:
 
 # `--tasks-at-once` left unset: the datasets whose parallel tasks are computed one at a time
 # on a CPU with one device, from how many images per inner step the meta-batch holds
-# (`images_per_step`). benchmarks/README.md ("Mini-ImageNet: one task at a time", "... and
-# Omniglot's larger meta-batches") measures it faster for every Mini-ImageNet workload and
-# preset (84x84 images: one task's activations stay in cache) and for every Omniglot preset
-# from 320 images per step (1.01-1.27x: 20-way with 16 or 8 tasks, 5-way 5-shot with 32);
-# at 160 images 0.89-1.04x (fomaml-omniglot-5w1s 0.89x), and at speed.py's 50 FOMAML and
-# Reptile are slower one at a time. Other datasets unmeasured.
-ONE_TASK_AT_A_TIME: dict[str, int] = {"mini-imagenet": 1, "omniglot": 320}
-ONE_TASK_AT_A_TIME_HELP = ", ".join(
-    name if least <= 1 else f"{name} meta-batches of {least} or more images per inner step"
-    for name, least in ONE_TASK_AT_A_TIME.items())
+# (`images_per_step`), without and with rematerialised inner steps (`uses_remat`).
+# benchmarks/README.md ("Mini-ImageNet: one task at a time", "... and Omniglot's larger
+# meta-batches", "... and MAML's rematerialised steps") measures it faster for every
+# Mini-ImageNet workload and preset (84x84 images: one task's activations stay in cache), for
+# every Omniglot preset from 320 images per step (1.01-1.27x: 20-way with 16 or 8 tasks, 5-way
+# 5-shot with 32), and for Omniglot runs that rematerialise at any size (speed.py's MAML, 50
+# images: 1.03-1.14x in five runs; mamlpp-omniglot-20w1s, 160: 1.04x, 1.15x). Without remat
+# below 320 images it is not: 0.89-0.97x at 160 (fomaml-omniglot-5w1s 0.89x), and at
+# speed.py's 50 FOMAML and Reptile are slower one at a time (0.88-0.91x). Other datasets
+# unmeasured (CIFAR-FS's MAML, which rematerialises, level: 1.01x).
+class OneAtATime(NamedTuple):
+    """The fewest images per inner step from which a dataset's tasks go one at a time."""
+    plain: int   # inner steps differentiated as they are (or first-order)
+    remat: int   # inner steps rematerialised (`uses_remat`)
+
+
+ONE_TASK_AT_A_TIME: dict[str, OneAtATime] = {"mini-imagenet": OneAtATime(1, 1),
+                                             "omniglot": OneAtATime(320, 1)}
+
+
+def _one_at_a_time_help(name: str, least: OneAtATime) -> str:
+    if least.plain <= 1:
+        return name
+    with_remat = " or with remat" if least.remat <= 1 else f" ({least.remat} with remat)"
+    return f"{name} meta-batches of {least.plain} or more images per inner step{with_remat}"
+
+
+ONE_TASK_AT_A_TIME_HELP = ", ".join(_one_at_a_time_help(name, least)
+                                    for name, least in ONE_TASK_AT_A_TIME.items())
 
 
 def images_per_step(cfg) -> int:
@@ -412,8 +431,9 @@ def tasks_at_once(cfg, platform: str) -> int | None:
     if cfg.tasks_at_once is not None or cfg.task_order == "sequential":
         return cfg.tasks_at_once
     least = ONE_TASK_AT_A_TIME.get(cfg.dataset)
-    one = (platform == "cpu" and least is not None and images_per_step(cfg) >= least
-           and one_device(cfg))
+    if platform != "cpu" or least is None or not one_device(cfg):
+        return None
+    one = images_per_step(cfg) >= (least.remat if uses_remat(cfg, platform) else least.plain)
     return 1 if one else None
 
 
