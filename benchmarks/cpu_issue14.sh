@@ -2,8 +2,9 @@
 # Issue 14's CPU numbers in one run (about 20 minutes on 2 cores): run from the repository
 # root in an environment with fometa and torch (the CPU wheel), on an otherwise idle machine
 # (pause background jobs). Logs go to ${OUT:-cpu-out}.
-#   1. MAML on Omniglot vs torch.func, with fometa's command-line default (remat on a CPU
-#      from 2 inner steps) and without remat
+#   1. MAML on Omniglot vs torch.func, with remat (fometa's command-line default on a CPU
+#      from 2 inner steps; since the fifth session of 2026-12-03 the default also computes
+#      the tasks one at a time: `speed.py --as-train`) and without remat
 #   2. Mini-ImageNet vs torch.func for all three algorithms
 #   3. Mini-ImageNet row taps against k*k patches (conv_taps.py)
 #   4. Mini-ImageNet meta-steps per HLO op kind (profile_ops.py)

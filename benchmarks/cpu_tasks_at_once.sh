@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # One task at a time (`fometa train --tasks-at-once 1`, the default on a CPU for
-# Mini-ImageNet and, since later sessions, large or rematerialised Omniglot meta-batches;
-# `speed.py --tasks-at-once 1`) against every task at once (the vmap of the
+# Mini-ImageNet and, since later sessions, large or rematerialised Omniglot
+# meta-batches; `speed.py --tasks-at-once 1`) against every task at once (the vmap of the
 # whole task batch) and against torch.func, the three alternated in one process, on
 # speed.py's workload (5 tasks); the same on Omniglot without torch (where the vmap stayed the
-# default when this ran); the training chunks of the presets whose tasks run in parallel, one at a time
-# against all at once (`tasks_at_once.py`); the Mini-ImageNet presets' compile times; and
-# `fometa train` on the real Mini-ImageNet sample with each setting (FOMETA_DATA_DIR; the
-# preset's 4 tasks at once is its vmap). About 30 minutes on 2 cores: run
+# default when this ran); the training chunks of the presets whose tasks run in parallel,
+# one at a time against all at once (`tasks_at_once.py`); the Mini-ImageNet presets'
+# compile times; and `fometa train` on the real Mini-ImageNet sample with each setting
+# (FOMETA_DATA_DIR; the preset's 4 tasks at once is its vmap). About 30 minutes on 2 cores: run
 # from the repository root in an environment with fometa and torch (the CPU wheel), on an
 # otherwise idle machine. Logs go to ${OUT:-cpu-out}.
 . benchmarks/cpu_preamble.sh

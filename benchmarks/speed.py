@@ -53,9 +53,9 @@ import sys
 import time
 
 WORKLOADS = {
-    # name: (image shape HWC, network)
-    "omniglot-5w1s": ((28, 28, 1), "omniglot"),
-    "miniimagenet-5w1s": ((84, 84, 3), "miniimagenet"),
+    # name: (image shape HWC, network, `fometa train --dataset` of those images)
+    "omniglot-5w1s": ((28, 28, 1), "omniglot", "omniglot"),
+    "miniimagenet-5w1s": ((84, 84, 3), "miniimagenet", "mini-imagenet"),
 }
 TASKS, WAYS, INNER_STEPS, INNER_BATCH, QUERIES, INNER_LR = 5, 5, 5, 10, 5, 0.1
 # --algorithm: (the registered algorithm, what differs from it, meta_learner's options);
@@ -124,7 +124,7 @@ def make_data(workload: str, seed: int = 0, steps: int = INNER_STEPS, tasks: int
     """Random numpy data: support x [T, S, B, H, W, C], y [T, S, B]; query x [T, Q, ...], y [T, Q]."""
     import numpy as np
 
-    shape, _ = WORKLOADS[workload]
+    shape = WORKLOADS[workload][0]
     rng = np.random.default_rng(seed)
     return {"sx": rng.standard_normal((tasks, steps, INNER_BATCH, *shape), np.float32),
             "sy": rng.integers(0, WAYS, (tasks, steps, INNER_BATCH)).astype(np.int32),
@@ -150,7 +150,7 @@ def fometa_step(workload: str, algorithm: str, data, unroll: int, conv: str,
     from fometa import sharding
     from fometa.tasks.classification import cross_entropy
 
-    _, net = WORKLOADS[workload]
+    net = WORKLOADS[workload][1]
     model_cls = fometa.OmniglotCNN if net == "omniglot" else fometa.MiniImageNetCNN
     model = model_cls(WAYS, conv=conv)
     loss_fn = functools.partial(cross_entropy, model.apply)
@@ -210,7 +210,7 @@ def torch_step(workload: str, algorithm: str, data, jax_params=None):
     from torch.func import functional_call, grad, vmap
     import torch.nn.functional as F
 
-    _, net = WORKLOADS[workload]
+    net = WORKLOADS[workload][1]
     cin = WORKLOADS[workload][0][2]
 
     class Block(nn.Module):
@@ -307,15 +307,15 @@ def torch_step(workload: str, algorithm: str, data, jax_params=None):
 # ----------------------------------------------------------------------------- main
 
 
-def train_defaults(args, platform: str) -> tuple[bool, int | None]:
+def train_defaults(args: argparse.Namespace, platform: str) -> tuple[bool, int | None]:
     """(remat, tasks_at_once) as `fometa train` resolves them (`fometa.run.problems`) for the
     workload: its dataset, algorithm, tasks, inner steps and batch, on `args.devices`
-    devices; --remat and --tasks-at-once where given."""
+    devices, its tasks in parallel (as this script computes them, Reptile's too, which
+    `fometa train` runs in sequence by default); --remat and --tasks-at-once where given."""
     from fometa.run import presets, problems
 
-    dataset = "omniglot" if WORKLOADS[args.workload][1] == "omniglot" else "mini-imagenet"
-    cfg = presets.resolve(dataset, algorithm=VARIANTS[args.algorithm][0], ways=WAYS,
-                          train_shots=INNER_BATCH // WAYS, inner_batch=INNER_BATCH,
+    cfg = presets.resolve(WORKLOADS[args.workload][2], algorithm=VARIANTS[args.algorithm][0],
+                          ways=WAYS, train_shots=INNER_BATCH // WAYS, inner_batch=INNER_BATCH,
                           inner_iters=args.inner_steps, meta_batch=args.tasks,
                           task_order="parallel", devices=str(args.devices),
                           remat=True if args.remat else None,
@@ -335,11 +335,6 @@ def main(argv=None) -> dict:
     from fometa.run import processes
 
     processes.split_cpu(str(args.devices))  # as fometa train does, before JAX starts
-    if args.as_train:
-        if args.adapt:
-            sys.exit("speed.py: error: --as-train picks a training step's settings: "
-                     "not with --adapt")
-        args.remat, args.tasks_at_once = train_defaults(args, jax.default_backend())
     cores = os.cpu_count()
     threads = args.threads or cores
     unroll = 1 if args.unroll is None else args.unroll
@@ -350,6 +345,11 @@ def main(argv=None) -> dict:
                  "one device: not with --adapt or --devices")
     if args.torch and (args.algorithm not in TORCH_VARIANTS or args.adapt):
         sys.exit(f"speed.py: error: --torch times the meta-steps of {', '.join(TORCH_VARIANTS)}")
+    if args.as_train:
+        if args.adapt:
+            sys.exit("speed.py: error: --as-train picks a training step's settings: "
+                     "not with --adapt")
+        args.remat, args.tasks_at_once = train_defaults(args, jax.default_backend())
     call, compile_s, params = fometa_step(args.workload, args.algorithm, data, unroll, args.conv,
                                           args.remat, args.adapt, args.devices, args.tasks_at_once)
     calls = {"fometa": call}

@@ -143,9 +143,9 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         meta-learned, not adapted by the inner loop (`fometa.per_step`). Second-order
         rules only, without `first_order_iters` or `carry_inner_state`.
       tasks_at_once: parallel tasks are vmapped this many at a time, the groups one after
-        another (`jax.lax.map(..., batch_size=tasks_at_once)`); None: all at once. The same
-        computation, rounded differently in float32; on the CPU, one at a time is faster for
-        Mini-ImageNet's 84x84 images, for large Omniglot meta-batches and for Omniglot's
+        another (`jax.lax.map(..., batch_size=tasks_at_once)`; 1: `jax.lax.map` of the
+        unbatched task); None: all at once. The same computation, rounded differently in
+        float32; on the CPU, one at a time is faster for Mini-ImageNet's 84x84 images, for large Omniglot meta-batches and for Omniglot's
         rematerialised inner loops (a smaller working set per task; benchmarks/README.md).
         A count that does not divide the task batch compiles the step a second time for the
         rest. For a task batch on one device (not with `sequential_tasks`, nor sharded).
@@ -235,9 +235,12 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
             final, (grads, metrics) = jax.lax.scan(next_task, inner0, tasks)
             return grads, final, metrics
         if tasks_at_once is not None and tasks_at_once < leading_size(tasks, "tasks"):
+            # One at a time without a batch axis: a vmap of one task gives every product a
+            # batch axis of size 1, measured slower (benchmarks/README.md, "... and MAML's
+            # rematerialised steps").
             grads, finals, metrics = jax.lax.map(
                 lambda task: one_task(task.support, task.query, inner0), tasks,
-                batch_size=tasks_at_once)
+                batch_size=None if tasks_at_once == 1 else tasks_at_once)
         else:
             grads, finals, metrics = jax.vmap(one_task, in_axes=(0, 0, None))(
                 tasks.support, tasks.query, inner0)

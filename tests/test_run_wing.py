@@ -158,6 +158,7 @@ def test_tasks_at_once_default_follows_its_rule():
     assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", remat=True), "cpu") == 1
     assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", inner_iters=5), "gpu") is None
     assert tasks_at_once(resolve(preset="fomaml-omniglot-5w1s", inner_iters=5), "cpu") is None
+    assert tasks_at_once(resolve(preset="fomaml-omniglot-5w1s", remat=True), "cpu") is None
     assert tasks_at_once(resolve(preset="maml-cifar-fs-5w1s"), "cpu") is None  # remat, unmeasured
     # The batch that one inner step holds: --inner-batch, or with --foml-tail the tail's.
     assert tasks_at_once(resolve(preset="fomaml-omniglot-20w1s", inner_batch=10), "cpu") is None

@@ -388,10 +388,12 @@ def uses_remat(cfg, platform: str) -> bool:
 # Mini-ImageNet workload and preset (84x84 images: one task's activations stay in cache), for
 # every Omniglot preset from 320 images per step (1.01-1.27x: 20-way with 16 or 8 tasks, 5-way
 # 5-shot with 32), and for Omniglot runs that rematerialise at any size (speed.py's MAML, 50
-# images: 1.03-1.14x in five runs; mamlpp-omniglot-20w1s, 160: 1.04x, 1.15x). Without remat
-# below 320 images it is not: 0.89-0.97x at 160 (fomaml-omniglot-5w1s 0.89x), and at
-# speed.py's 50 FOMAML and Reptile are slower one at a time (0.88-0.91x). Other datasets
-# unmeasured (CIFAR-FS's MAML, which rematerialises, level: 1.01x).
+# images: 1.02-1.14x in six runs; mamlpp-omniglot-20w1s, 160: 1.04x, 1.15x; the other
+# second-order rules that rematerialise, Meta-SGD and ANIL with 2 or more steps below 320
+# images, no preset, unmeasured). Without remat below 320 images it is level or slower:
+# 0.89-1.01x at 160 (fomaml-omniglot-5w1s 0.89x, maml-omniglot-5w1s 1.01x), and at
+# speed.py's 50 FOMAML and Reptile 0.88-0.94x. Other datasets unmeasured (CIFAR-FS's MAML,
+# which rematerialises, level: 1.01x).
 class OneAtATime(NamedTuple):
     """The fewest images per inner step from which a dataset's tasks go one at a time."""
     plain: int   # inner steps differentiated as they are (or first-order)
@@ -403,9 +405,11 @@ ONE_TASK_AT_A_TIME: dict[str, OneAtATime] = {"mini-imagenet": OneAtATime(1, 1),
 
 
 def _one_at_a_time_help(name: str, least: OneAtATime) -> str:
-    if least.plain <= 1:
+    """`name` and, unless every meta-batch qualifies, its thresholds, for --tasks-at-once's help."""
+    if least.plain <= 1 and least.remat <= 1:
         return name
-    with_remat = " or with remat" if least.remat <= 1 else f" ({least.remat} with remat)"
+    with_remat = (" or second-order with remat" if least.remat <= 1
+                  else f" ({least.remat} second-order with remat)")
     return f"{name} meta-batches of {least.plain} or more images per inner step{with_remat}"
 
 
@@ -433,7 +437,9 @@ def tasks_at_once(cfg, platform: str) -> int | None:
     least = ONE_TASK_AT_A_TIME.get(cfg.dataset)
     if platform != "cpu" or least is None or not one_device(cfg):
         return None
-    one = images_per_step(cfg) >= (least.remat if uses_remat(cfg, platform) else least.plain)
+    # --remat on a first-order rule changes nothing (no derivative through the inner loop)
+    rematerialised = uses_remat(cfg, platform) and get_rule(cfg.algorithm).second_order
+    one = images_per_step(cfg) >= (least.remat if rematerialised else least.plain)
     return 1 if one else None
 
 

@@ -22,3 +22,27 @@ python3 benchmarks/tasks_at_once.py --preset mamlpp-omniglot-20w1s --values 1,al
 python3 "$D/unrolled_groups.py" maml remat 1,3 2>&1 | quiet > "$D/unrolled_groups.txt"
 # Every preset's first compile after this session's rule (one process, no on-disk cache).
 python3 benchmarks/compile_times.py --json 2>/dev/null | tail -1 > "$D/compile_times_all.json"
+# Tried and dropped: one task at a time unbatched (lax.map without batch_size), and the Omniglot
+# network channels-first (no transposes of the patches in any derivative).
+python3 "$D/plain_map.py" maml remat 2>&1 | quiet > "$D/plain_map.txt"
+python3 "$D/channels_first.py" maml remat 2>&1 | quiet > "$D/channels_first.txt"
+for a in "maml remat" "maml remat" "fomaml plain" "reptile plain"; do
+  python3 "$D/plain_map.py" $a 2>&1 | quiet
+done > "$D/plain_map_more.txt"
+for a in "fomaml plain" "maml remat"; do
+  python3 "$D/plain_map.py" $a miniimagenet-5w1s 2>&1 | quiet
+done > "$D/plain_map_miniimagenet.txt"
+python3 "$D/plain_map.py" maml remat miniimagenet-5w1s 2>&1 | quiet >> "$D/plain_map_miniimagenet.txt"
+# After fometa.learner's one task at a time went unbatched (lax.map without batch_size):
+# MAML as fometa train runs it against torch.func again, three processes; two presets' chunks
+# one at a time against all at once; every preset's first compile again.
+for i in 1 2 3; do
+  python3 benchmarks/speed.py --workload omniglot-5w1s --algorithm maml --iters 20 --torch \
+    --as-train 2>&1 | grep ratio
+done > "$D/speed_maml_as_train_unbatched.txt"
+for p in maml-omniglot-20w1s fomaml-omniglot-5w5s maml-mini-imagenet-5w1s; do
+  python3 benchmarks/tasks_at_once.py --preset $p --values 1,all --iters 3 --rounds 4
+done 2>&1 | quiet | grep -v "^\[" > "$D/tasks_at_once_unbatched.txt"
+python3 benchmarks/compile_times.py --json 2>/dev/null | tail -1 > "$D/compile_times_unbatched.json"
+python3 "$D/compile_table.py" benchmarks/logs/2026-12-02-avx512/compile_times_all.json \
+  "$D/compile_times_all.json" "$D/compile_times_unbatched.json" > "$D/compile_table.md"

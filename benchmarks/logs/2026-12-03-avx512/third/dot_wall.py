@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 import fometa  # noqa: E402
 from fometa.tasks.classification import cross_entropy  # noqa: E402
-_, net = speed.WORKLOADS[wl]
+net = speed.WORKLOADS[wl][1]
 model = (fometa.OmniglotCNN if net == "omniglot" else fometa.MiniImageNetCNN)(speed.WAYS)
 outer = fometa.reptile_outer(speed.REPTILE_EPS) if alg == "reptile" else optax.adam(speed.OUTER_LR)
 learner = fometa.meta_learner(speed.VARIANTS[alg][0], functools.partial(cross_entropy, model.apply),

@@ -1,0 +1,46 @@
+"""One-off: one task at a time as `jax.lax.map(f, tasks)` (each task unbatched) instead of
+`jax.lax.map(f, tasks, batch_size=1)` (a vmap of one task: batch axes of size 1 in every
+product); speed.py's step, alternated in one process (6 rounds of 5 meta-steps) with the
+other and the vmap of all five.
+
+    python plain_map.py [maml|fomaml|reptile] [remat|plain] [omniglot-5w1s|miniimagenet-5w1s]
+"""
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # benchmarks/
+import jax  # noqa: E402
+import speed  # noqa: E402
+
+alg = sys.argv[1] if len(sys.argv) > 1 else "maml"
+remat = (sys.argv[2] if len(sys.argv) > 2 else "remat") == "remat"
+workload = sys.argv[3] if len(sys.argv) > 3 else "omniglot-5w1s"
+lax_map = jax.lax.map
+
+
+def plain_map(f, xs, batch_size=None):
+    return lax_map(f, xs) if batch_size == 1 else lax_map(f, xs, batch_size=batch_size)
+
+
+data = speed.make_data(workload)
+steps = {"vmap, all 5": speed.fometa_step(workload, alg, data, 1, "auto", remat),
+         "lax.map, batch_size=1": speed.fometa_step(workload, alg, data, 1, "auto", remat,
+                                                    tasks_at_once=1)}
+jax.lax.map = plain_map
+steps["lax.map, unbatched"] = speed.fometa_step(workload, alg, data, 1, "auto", remat,
+                                                tasks_at_once=1)
+jax.lax.map = lax_map
+print(workload, alg, "remat" if remat else "plain",
+      "compile", {name: round(s[1], 1) for name, s in steps.items()})
+times = {name: [] for name in steps}
+for call, _, _ in steps.values():
+    call(); call()
+for _ in range(6):
+    for name, (call, _, _) in steps.items():
+        call()
+        for _ in range(5):
+            t = time.perf_counter(); call(); times[name].append(time.perf_counter() - t)
+for name, ts in times.items():
+    print(f"{name}: {1e3 * statistics.median(ts):.1f} ms")
