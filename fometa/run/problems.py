@@ -388,7 +388,7 @@ def uses_remat(cfg, platform: str) -> bool:
 # Mini-ImageNet workload and preset (84x84 images: one task's activations stay in cache), for
 # every Omniglot preset from 320 images per step (1.01-1.27x: 20-way with 16 or 8 tasks, 5-way
 # 5-shot with 32), and for Omniglot runs that rematerialise at any size (speed.py's MAML, 50
-# images: 1.02-1.14x in six runs; mamlpp-omniglot-20w1s, 160: 1.04x, 1.15x; the other
+# images: 1.02-1.14x in eight runs; mamlpp-omniglot-20w1s, 160: 1.04x, 1.15x; the other
 # second-order rules that rematerialise, Meta-SGD and ANIL with 2 or more steps below 320
 # images, no preset, unmeasured). Without remat below 320 images it is level or slower:
 # 0.89-1.01x at 160 (fomaml-omniglot-5w1s 0.89x, maml-omniglot-5w1s 1.01x), and at

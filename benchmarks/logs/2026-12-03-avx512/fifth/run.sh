@@ -46,3 +46,7 @@ done 2>&1 | quiet | grep -v "^\[" > "$D/tasks_at_once_unbatched.txt"
 python3 benchmarks/compile_times.py --json 2>/dev/null | tail -1 > "$D/compile_times_unbatched.json"
 python3 "$D/compile_table.py" benchmarks/logs/2026-12-02-avx512/compile_times_all.json \
   "$D/compile_times_all.json" "$D/compile_times_unbatched.json" > "$D/compile_table.md"
+# The 160-image Omniglot presets, which stayed vmapped, one at a time unbatched.
+for p in fomaml-omniglot-5w1s maml-omniglot-5w1s meta-sgd-omniglot-5w1s imaml-omniglot-5w1s; do
+  python3 benchmarks/tasks_at_once.py --preset $p --values 1,all --iters 3 --rounds 4
+done 2>&1 | quiet | grep -v "^\[" > "$D/tasks_at_once_160.txt"
