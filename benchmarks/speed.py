@@ -16,7 +16,8 @@ axis of 5 (support leaves [5 tasks, 5 steps, 10, ...]; `--tasks T` for another c
 axis over them, as `fometa train --devices N` does (T must be a multiple of N), and also
 times the same step on one of those devices, alternated with the others in the same run
 (`one_device_ms_per_meta_step`); torch.func keeps its one process and its intra-op threads.
-`--tasks-at-once N` vmaps N tasks at a time, the groups in turn (`meta_learner(tasks_at_once=N)`,
+`--tasks-at-once N` vmaps N tasks at a time (1: each unbatched), the groups in turn
+(`meta_learner(tasks_at_once=N)`,
 `fometa train --tasks-at-once`), and also times all tasks at once (the vmap of every task)
 alternated with it (`all_at_once_ms_per_meta_step`). `--as-train` takes remat and tasks at
 once as `fometa train` picks them when unset (`fometa.run.problems.uses_remat`,

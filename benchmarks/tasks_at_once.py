@@ -1,4 +1,4 @@
-"""A preset's training chunk with its parallel tasks vmapped N at a time, for several N.
+"""A preset's training chunk with its parallel tasks N at a time (1: unbatched), for several N.
 
     python benchmarks/tasks_at_once.py --preset NAME --values 1,all [--iters N] [--rounds R] [--json]
 

@@ -145,8 +145,9 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
       tasks_at_once: parallel tasks are vmapped this many at a time, the groups one after
         another (`jax.lax.map(..., batch_size=tasks_at_once)`; 1: `jax.lax.map` of the
         unbatched task); None: all at once. The same computation, rounded differently in
-        float32; on the CPU, one at a time is faster for Mini-ImageNet's 84x84 images, for large Omniglot meta-batches and for Omniglot's
-        rematerialised inner loops (a smaller working set per task; benchmarks/README.md).
+        float32; on the CPU, one at a time is faster for Mini-ImageNet's 84x84 images and
+        for Omniglot's meta-batches from 160 images per step, or rematerialised (a smaller
+        working set per task; benchmarks/README.md).
         A count that does not divide the task batch compiles the step a second time for the
         rest. For a task batch on one device (not with `sequential_tasks`, nor sharded).
     """

@@ -475,6 +475,35 @@ def test_tasks_at_once_is_for_parallel_tasks():
         fometa.meta_learner("fomaml", tanh_loss, 0.1, tasks_at_once=1, sequential_tasks=True)
 
 
+def _batched_dots(jaxpr) -> int:
+    """dot_generals with batch dimensions in `jaxpr` and every jaxpr nested in it."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (_, _), (lhs_batch, _) = eqn.params["dimension_numbers"]
+            count += bool(lhs_batch)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                    count += _batched_dots(sub.jaxpr)
+                elif isinstance(sub, jax.extend.core.Jaxpr):
+                    count += _batched_dots(sub)
+    return count
+
+
+def test_one_task_at_a_time_is_unbatched():
+    # tasks_at_once=1 maps each task as it is: no product with a batch axis (a vmap of one
+    # task would give every per-task product one of size 1), where the vmap of all has them.
+    rng = np.random.default_rng(7)
+    params, support, query = as_jnp(tanh_problem(rng, k=3, tasks=4))
+    counts = {}
+    for at_once in (1, None):
+        learner = fometa.meta_learner("maml", tanh_loss, 0.1, tasks_at_once=at_once)
+        jaxpr = jax.make_jaxpr(learner.step)(learner.init(params), fometa.Task(support, query))
+        counts[at_once] = _batched_dots(jaxpr.jaxpr)
+    assert counts[1] == 0 and counts[None] > 0, counts
+
+
 @pytest.mark.parametrize("algorithm, carry, at_once", [
     ("maml", True, None), ("fomaml", True, None), ("reptile", True, None),
     ("reptile", False, None), ("maml", True, 1), ("fomaml", True, 2), ("reptile", True, 2)])

@@ -135,36 +135,43 @@ def test_tasks_at_once_default_follows_its_rule():
     mini = resolve(preset="fomaml-mini-imagenet-5w1s")
     omniglot = resolve(preset="maml-omniglot-5w1s")
     assert tasks_at_once(mini, "cpu") == 1
-    assert tasks_at_once(mini, "gpu") is None and tasks_at_once(omniglot, "cpu") is None
+    assert tasks_at_once(mini, "gpu") is None and tasks_at_once(omniglot, "cpu") == 1
     for devices, expected in (("2", None), ("all", None), ("01", 1)):
         cfg = resolve(preset="fomaml-mini-imagenet-5w1s", devices=devices)
         assert tasks_at_once(cfg, "cpu") == expected, devices
-    # Omniglot from 320 images per inner step: 32 tasks x 5 images (5-way 1-shot, the whole
-    # support) is 160, 16 tasks x 20 is 320, and 32 tasks of 5 ways x 2 training shots is 320 again.
-    assert tasks_at_once(resolve(preset="maml-omniglot-20w1s"), "cpu") == 1
+    # Omniglot from 160 images per inner step: 32 tasks x 5 images (5-way 1-shot, the whole
+    # support) is 160, 31 tasks 155; 16 tasks of 10 (--inner-batch) 160 again.
+    assert images_per_step(omniglot) == 160
     assert tasks_at_once(resolve(preset="maml-omniglot-20w1s"), "gpu") is None
-    assert tasks_at_once(resolve(preset="maml-omniglot-20w1s", devices="2"), "cpu") is None
-    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", meta_batch=63), "cpu") is None
-    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", meta_batch=64), "cpu") == 1
-    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", train_shots=2), "cpu") == 1
+    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", devices="2"), "cpu") is None
+    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", meta_batch=31), "cpu") is None
+    assert tasks_at_once(resolve(preset="fomaml-omniglot-5w1s", meta_batch=31), "cpu") is None
+    assert tasks_at_once(resolve(preset="fomaml-omniglot-5w1s"), "cpu") == 1
+    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", meta_batch=16, train_shots=2),
+                         "cpu") == 1
     assert tasks_at_once(resolve(preset="maml-cifar-fs-5w1s", meta_batch=100), "cpu") is None
     # ... and from one image where the inner steps are rematerialised (second order, 2 or more
-    # steps, or --remat): mamlpp-omniglot-20w1s's 8 tasks of 20 images, MAML's 5-way 1-shot
-    # with 5 inner steps; not with --no-remat, nor on a GPU (no remat by default there).
-    mamlpp = resolve(preset="mamlpp-omniglot-20w1s")
-    assert images_per_step(mamlpp) == 160 and tasks_at_once(mamlpp, "cpu") == 1
-    assert tasks_at_once(resolve(preset="mamlpp-omniglot-20w1s", remat=False), "cpu") is None
-    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", inner_iters=5), "cpu") == 1
-    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", remat=True), "cpu") == 1
-    assert tasks_at_once(resolve(preset="maml-omniglot-5w1s", inner_iters=5), "gpu") is None
-    assert tasks_at_once(resolve(preset="fomaml-omniglot-5w1s", inner_iters=5), "cpu") is None
-    assert tasks_at_once(resolve(preset="fomaml-omniglot-5w1s", remat=True), "cpu") is None
+    # steps, or --remat): MAML's 5-way 1-shot with 5 inner steps and 4 tasks (20 images);
+    # not with --no-remat, nor on a GPU (no remat by default there), nor for a first-order
+    # rule with --remat (nothing to rematerialise).
+    few = dict(preset="maml-omniglot-5w1s", meta_batch=4)
+    assert tasks_at_once(resolve(**few), "cpu") is None
+    assert tasks_at_once(resolve(**few, inner_iters=5), "cpu") == 1
+    assert tasks_at_once(resolve(**few, remat=True), "cpu") == 1
+    assert tasks_at_once(resolve(**few, inner_iters=5, remat=False), "cpu") is None
+    assert tasks_at_once(resolve(**few, inner_iters=5), "gpu") is None
+    assert tasks_at_once(resolve(**dict(few, preset="fomaml-omniglot-5w1s"), inner_iters=5),
+                         "cpu") is None
+    assert tasks_at_once(resolve(**dict(few, preset="fomaml-omniglot-5w1s"), remat=True),
+                         "cpu") is None
     assert tasks_at_once(resolve(preset="maml-cifar-fs-5w1s"), "cpu") is None  # remat, unmeasured
     # The batch that one inner step holds: --inner-batch, or with --foml-tail the tail's.
-    assert tasks_at_once(resolve(preset="fomaml-omniglot-20w1s", inner_batch=10), "cpu") is None
-    assert tasks_at_once(resolve(preset="fomaml-omniglot-20w1s"), "cpu") == 1
+    assert tasks_at_once(resolve(preset="fomaml-omniglot-20w1s", inner_batch=9), "cpu") is None
+    assert tasks_at_once(resolve(preset="fomaml-omniglot-20w1s", inner_batch=10), "cpu") == 1
+    tail = resolve(preset="fomaml-omniglot-5w1s", train_shots=2, foml_tail=1, meta_batch=31)
+    assert images_per_step(tail) == 155 and tasks_at_once(tail, "cpu") is None
     tail = resolve(preset="fomaml-omniglot-5w1s", train_shots=2, foml_tail=1)
-    assert images_per_step(tail) == 160 and tasks_at_once(tail, "cpu") is None
+    assert images_per_step(tail) == 160 and tasks_at_once(tail, "cpu") == 1
     assert images_per_step(resolve(preset="maml-sine")) == 25 * 10  # 25 tasks of 10 points
     # The paper's Reptile runs its tasks in sequence (one Adam state): nothing to group.
     assert tasks_at_once(resolve(preset="reptile-mini-imagenet-5w1s"), "cpu") is None

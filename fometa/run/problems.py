@@ -385,15 +385,14 @@ def uses_remat(cfg, platform: str) -> bool:
 # (`images_per_step`), without and with rematerialised inner steps (`uses_remat`).
 # benchmarks/README.md ("Mini-ImageNet: one task at a time", "... and Omniglot's larger
 # meta-batches", "... and MAML's rematerialised steps") measures it faster for every
-# Mini-ImageNet workload and preset (84x84 images: one task's activations stay in cache), for
-# every Omniglot preset from 320 images per step (1.01-1.27x: 20-way with 16 or 8 tasks, 5-way
-# 5-shot with 32), and for Omniglot runs that rematerialise at any size (speed.py's MAML, 50
-# images: 1.02-1.14x in eight runs; mamlpp-omniglot-20w1s, 160: 1.04x, 1.15x; the other
-# second-order rules that rematerialise, Meta-SGD and ANIL with 2 or more steps below 320
-# images, no preset, unmeasured). Without remat below 320 images it is level or slower:
-# 0.89-1.01x at 160 (fomaml-omniglot-5w1s 0.89x, maml-omniglot-5w1s 1.01x), and at
-# speed.py's 50 FOMAML and Reptile 0.88-0.94x. Other datasets unmeasured (CIFAR-FS's MAML,
-# which rematerialises, level: 1.01x).
+# Mini-ImageNet workload and preset (84x84 images: one task's activations stay in cache) and,
+# one task at a time unbatched (`meta_learner(tasks_at_once=1)`), for every Omniglot preset
+# measured: from 160 images per step without remat (the four 5-way 1-shot presets, 32 tasks
+# of 5 images, 1.14-1.22x; fomaml-omniglot-5w5s 1.42x) and at any size with remat
+# (speed.py's MAML, 5 tasks of 10 images, 1.10-1.20x; maml-omniglot-20w1s 1.37x). At
+# speed.py's 50 images without remat FOMAML stays faster vmapped (0.83x one at a time),
+# Reptile 1.04x: where between 50 and 160 it starts to pay is unmeasured. Other datasets
+# unmeasured (CIFAR-FS's MAML, which rematerialises, level: 1.01x, one at a time as a vmap).
 class OneAtATime(NamedTuple):
     """The fewest images per inner step from which a dataset's tasks go one at a time."""
     plain: int   # inner steps differentiated as they are (or first-order)
@@ -401,7 +400,7 @@ class OneAtATime(NamedTuple):
 
 
 ONE_TASK_AT_A_TIME: dict[str, OneAtATime] = {"mini-imagenet": OneAtATime(1, 1),
-                                             "omniglot": OneAtATime(320, 1)}
+                                             "omniglot": OneAtATime(160, 1)}
 
 
 def _one_at_a_time_help(name: str, least: OneAtATime) -> str:

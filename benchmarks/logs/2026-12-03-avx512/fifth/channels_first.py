@@ -3,8 +3,9 @@ a convolution is W^T @ P^T with the patches P^T [k*k*Cin, N*H'*W'] built on thei
 `matmul_tn(W, P^T)`, whose cotangents (`matmul_nt(P^T, g)`, `matmul(W, g)`) and theirs only
 ever materialise transposes of weight-shaped operands, where the NHWC form's weight gradient
 `matmul_tn(P, g)` materialises P^T. The same parameter tree as `fometa.OmniglotCNN`.
-speed.py's step, both networks compiled in one process, timed alternately (6 rounds of 5),
-and the logits and gradients of the two compared first.
+speed.py's step, both networks one task at a time (as fometa.learner computed it when this
+ran, at bf007ce: a vmap of one task), compiled in one process, timed alternately (6 rounds
+of 5), and the logits and gradients of the two compared first.
 
     python channels_first.py [maml|fomaml|reptile] [remat|plain]
 """
@@ -17,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # benchmarks/
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 import fometa  # noqa: E402
 import fometa.convnets as cn  # noqa: E402
 from fometa.matmul import matmul_tn  # noqa: E402

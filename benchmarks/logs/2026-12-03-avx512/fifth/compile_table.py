@@ -1,9 +1,10 @@
-"""One-off: benchmarks/README.md's table of first compiles from compile_times.py's JSON files.
+"""One-off: a markdown table of first compiles from compile_times.py's JSON files
+(compile_table.md, which benchmarks/README.md links).
 
     python compile_table.py OLD.json NEW.json [NEWER.json ...] > compile_table.md
 
 One row per preset: the training loop's and the evaluation's compile (seconds) in each file,
-in the order given; a last line counts, per file, the programs over 10 s.
+in the order given; then a line counting, per file, the programs over 10 s, and the files.
 """
 import json
 import sys

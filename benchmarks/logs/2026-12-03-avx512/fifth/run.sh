@@ -3,8 +3,11 @@
 # MAML twice as fast as torch.func by default); run from the repository root, nothing else
 # running:
 #   bash benchmarks/logs/2026-12-03-avx512/fifth/run.sh
-# speed_tasks_at_once_by_hand.txt came before it, by hand, from the same commands as its first
-# block without --as-train (--tasks-at-once 1, and --remat for MAML), MAML twice.
+# speed_tasks_at_once_by_hand.txt came before it, by hand: speed.py --workload omniglot-5w1s
+# --iters 20 --torch --tasks-at-once 1 for MAML (with --remat) twice, FOMAML and Reptile once.
+# The blocks down to channels_first.txt ran at bf007ce (one task at a time a vmap of one task);
+# from plain_map_more.txt on, before and after ec80dcb as each says (the unbatched task). At
+# a later commit the first blocks measure the code of that commit, not bf007ce's.
 set -u
 D=benchmarks/logs/2026-12-03-avx512/fifth
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -22,17 +25,18 @@ python3 benchmarks/tasks_at_once.py --preset mamlpp-omniglot-20w1s --values 1,al
 python3 "$D/unrolled_groups.py" maml remat 1,3 2>&1 | quiet > "$D/unrolled_groups.txt"
 # Every preset's first compile after this session's rule (one process, no on-disk cache).
 python3 benchmarks/compile_times.py --json 2>/dev/null | tail -1 > "$D/compile_times_all.json"
-# Tried and dropped: one task at a time unbatched (lax.map without batch_size), and the Omniglot
-# network channels-first (no transposes of the patches in any derivative).
+# One task at a time unbatched (lax.map without batch_size; taken in ec80dcb), and the Omniglot
+# network channels-first (no transposes of the patches in any derivative; dropped).
 python3 "$D/plain_map.py" maml remat 2>&1 | quiet > "$D/plain_map.txt"
 python3 "$D/channels_first.py" maml remat 2>&1 | quiet > "$D/channels_first.txt"
 for a in "maml remat" "maml remat" "fomaml plain" "reptile plain"; do
   python3 "$D/plain_map.py" $a 2>&1 | quiet
 done > "$D/plain_map_more.txt"
+# (After ec80dcb; plain_map.py forces each path. A first run of these, whose batch_size=1
+# column took ec80dcb's unbatched path too, was discarded.)
 for a in "fomaml plain" "maml remat"; do
   python3 "$D/plain_map.py" $a miniimagenet-5w1s 2>&1 | quiet
 done > "$D/plain_map_miniimagenet.txt"
-python3 "$D/plain_map.py" maml remat miniimagenet-5w1s 2>&1 | quiet >> "$D/plain_map_miniimagenet.txt"
 # After fometa.learner's one task at a time went unbatched (lax.map without batch_size):
 # MAML as fometa train runs it against torch.func again, three processes; two presets' chunks
 # one at a time against all at once; every preset's first compile again.

@@ -24,6 +24,7 @@ lax_map = jax.lax.map
 def unrolled_map(f, xs, batch_size=None):
     n = jax.tree_util.tree_leaves(xs)[0].shape[0]
     outs = []
+    batch_size = batch_size or 1  # from ec80dcb, fometa.learner passes None for 1
     for start in range(0, n, batch_size):
         group = jax.tree_util.tree_map(lambda x: x[start:start + batch_size], xs)
         outs.append(jax.vmap(f)(group))
