@@ -111,7 +111,8 @@ def parse_args(argv=None):
     parser.add_argument("--devices", type=int, default=1,
                         help="CPU devices to shard the tasks over (jax_num_cpu_devices)")
     parser.add_argument("--tasks-at-once", type=int, metavar="N",
-                        help="tasks vmapped at a time, the groups in turn (default: all)")
+                        help="tasks vmapped at a time (1: each unbatched), the groups in turn "
+                             "(default: all)")
     parser.add_argument("--as-train", action="store_true",
                         help="remat and tasks at once as `fometa train` picks them for this "
                              "workload on this machine (--remat, --tasks-at-once N still win)")
