@@ -52,6 +52,7 @@ import platform
 import statistics
 import sys
 import time
+from typing import Callable
 
 WORKLOADS = {
     # name: (image shape HWC, network, `fometa train --dataset` of those images)
@@ -309,6 +310,22 @@ def torch_step(workload: str, algorithm: str, data, jax_params=None):
 # ----------------------------------------------------------------------------- main
 
 
+def time_alternately(calls: dict[str, Callable[[], None]], iters: int, block: int
+                     ) -> dict[str, list[float]]:
+    """Milliseconds of `iters` timed calls of each of `calls`, taken in blocks of `block`,
+    the calls in turn, so that machine noise hits all alike; each block after one untimed
+    call (the library that ran before may leave worker threads spinning)."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    while any(len(ts) < iters for ts in times.values()):
+        for name, c in calls.items():
+            c()
+            for _ in range(min(block, iters - len(times[name]))):
+                t0 = time.perf_counter()
+                c()
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
 def train_defaults(args: argparse.Namespace, platform: str) -> tuple[bool, int | None]:
     """(remat, tasks_at_once) as `fometa train` resolves them (`fometa.run.problems`) for the
     workload: its dataset, algorithm, tasks, inner steps and batch, on `args.devices`
@@ -371,14 +388,7 @@ def main(argv=None) -> dict:
     for _ in range(max(args.warmup, 1)):
         for c in calls.values():
             c()
-    times = {name: [] for name in calls}
-    while len(times["fometa"]) < args.iters:
-        for name, c in calls.items():  # alternate blocks, so machine noise hits both
-            c()  # untimed: the other library's worker threads may still be spinning
-            for _ in range(min(args.block, args.iters - len(times[name]))):
-                t0 = time.perf_counter()
-                c()
-                times[name].append((time.perf_counter() - t0) * 1e3)
+    times = time_alternately(calls, args.iters, args.block)
     dev = jax.devices()[0]
     out = {"workload": args.workload, "algorithm": args.algorithm, "adapt": args.adapt,
            "inner_steps": args.inner_steps,

@@ -251,8 +251,8 @@ class Config:
     tasks_at_once: int | None = setting(
         None, Whole(), "parallel tasks computed at once (vmapped; 1: each task unbatched), the "
         "groups one after another, with --task-order parallel and --devices 1; default "
-        f"(none): one at a time for {ONE_TASK_AT_A_TIME_HELP} on a CPU, where it is measured faster "
-        "(benchmarks/README.md), else all. Float rounding differs, the computation does not",
+        f"(none): one at a time for {ONE_TASK_AT_A_TIME_HELP} on a CPU, where it is measured "
+        "faster (benchmarks/README.md), else all. Float rounding differs, the computation does not",
         resumable=True)
     dtype: str = setting("float32", Choice(COMPUTE_DTYPES),
                          "compute dtype (bfloat16: mixed precision; parameters stay float32)",

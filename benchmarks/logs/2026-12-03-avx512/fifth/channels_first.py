@@ -11,7 +11,6 @@ of 5), and the logits and gradients of the two compared first.
 """
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # benchmarks/
@@ -106,13 +105,8 @@ steps["channels first"] = speed.fometa_step("omniglot-5w1s", alg, data, 1, "auto
 fometa.OmniglotCNN = original
 print(alg, "remat" if remat else "plain", "one task at a time",
       "compile", {name: round(s[1], 1) for name, s in steps.items()})
-times = {name: [] for name in steps}
 for call, _, _ in steps.values():
     call(); call()
-for _ in range(6):
-    for name, (call, _, _) in steps.items():
-        call()
-        for _ in range(5):
-            t = time.perf_counter(); call(); times[name].append(time.perf_counter() - t)
+times = speed.time_alternately({name: s[0] for name, s in steps.items()}, iters=30, block=5)
 for name, ts in times.items():
-    print(f"{name}: {1e3 * statistics.median(ts):.1f} ms")
+    print(f"{name}: {statistics.median(ts):.1f} ms")

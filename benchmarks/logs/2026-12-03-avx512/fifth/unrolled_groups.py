@@ -7,7 +7,6 @@ thunk executor may run two groups at once; speed.py's step, alternated in one pr
 """
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # benchmarks/
@@ -43,13 +42,8 @@ for k in sizes:
 jax.lax.map = lax_map
 print(alg, "remat" if remat else "plain",
       "compile", {name: round(s[1], 1) for name, s in steps.items()})
-times = {name: [] for name in steps}
 for call, _, _ in steps.values():
     call(); call()
-for _ in range(6):
-    for name, (call, _, _) in steps.items():
-        call()
-        for _ in range(5):
-            t = time.perf_counter(); call(); times[name].append(time.perf_counter() - t)
+times = speed.time_alternately({name: s[0] for name, s in steps.items()}, iters=30, block=5)
 for name, ts in times.items():
-    print(f"{name}: {1e3 * statistics.median(ts):.1f} ms")
+    print(f"{name}: {statistics.median(ts):.1f} ms")
