@@ -70,12 +70,17 @@ def setup(cfg: Config, problem: Problem | None = None) -> Setup:
 def initial_state(cfg: Config, run: Setup) -> MetaState:
     """The meta-state a run starts from: the problem's initial parameters, with learned inner
     rates drawn from [inner-lr-low, inner-lr) where `--inner-lr-low` asks (from a key of
-    their own, so that the other keys, and every other run, stay as they were)."""
+    their own, so that the other keys, and every other run, stay as they were).
+
+    The network's initialisation is one compiled program (`Problem.init_params`), and so is
+    the learner's state around the parameters: op by op, each operation compiled on its own,
+    about 4 s more per process on a 2-core CPU for the same bits (benchmarks/README.md,
+    "Start-up")."""
     params = run.problem.init_params(run.init_key)
     if cfg.inner_lr_low is not None:
         params = uniform_rates(jax.random.fold_in(run.init_key, 1), params, cfg.inner_lr_low,
                                cfg.inner_lr, learned_rates(cfg), cfg.inner_iters)
-    return run.learner.init(params)
+    return jax.jit(run.learner.init)(params)
 
 
 def versions() -> dict[str, str]:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The sixth session's one-off measurements (2026-12-03, the 2-core AVX-512 machine, nothing
+# else running), from the repository root. The options block ran at c78f4d7; the others with
+# the initial state's change in the working tree (it leaves the training loop and the
+# sampler's programs as they were); startup.sh compares against a worktree of c78f4d7 at
+# /tmp/old_wt (`git worktree add /tmp/old_wt c78f4d7`), with FOMETA_DATA_DIR set.
+set -eu
+D=benchmarks/logs/2026-12-03-avx512/sixth
+O=benchmarks/logs/2026-12-03-avx512/third/options.py
+unset JAX_COMPILATION_CACHE_DIR
+# XLA:CPU options (the first process's second `base` hit the in-memory cache: see README)
+python $O maml-omniglot-5w1s 5 3 base 'xla_cpu_max_isa=AVX2' 'xla_cpu_emitter_verification_level=0' \
+  'xla_cpu_experimental_ynn_fusion_type=' 'xla_cpu_use_xnnpack=false' \
+  'xla_cpu_copy_insertion_use_region_analysis=false' base > $D/options.txt
+for order in "base xla_cpu_use_xnnpack=false xla_cpu_emitter_verification_level=0" \
+             "xla_cpu_emitter_verification_level=0 xla_cpu_use_xnnpack=false base"; do
+  python $O maml-omniglot-5w1s 5 3 $order >> $D/options.txt
+done
+# where the first compile goes: the task sampler
+python $D/sampler_compile.py maml-omniglot-5w1s 2>&1 | tail -2 > $D/sampler_compile.txt
+python $D/sampler_parts.py 2>&1 | grep -v "^$" > $D/sampler_parts.txt
+python $D/floyd_loop.py 2>&1 | grep -v "^$" > $D/floyd_loop.txt
+python $D/fusion_sources.py maml-omniglot-5w1s 6 2>&1 | tail -42 > $D/fusion_sources.txt
+# the initial state as one program: initial_state alone, then whole runs
+bash $D/startup.sh
