@@ -38,8 +38,7 @@ class Problem(NamedTuple):
     """A task family with its model.
 
     train_task(key) -> Task; eval_task(key) -> Task (support of `eval_inner_iters` steps);
-    init_params(key) -> params (jitted: one program, not one per operation of the model's
-        initialisation); loss_fn(params, batch) -> scalar;
+    init_params(key) -> params; loss_fn(params, batch) -> scalar;
     metric_fn(params, query) -> {name: scalar} after adaptation.
     metric: the main metric's name ("mse", "accuracy"), a key of metric_fn's output.
     results: for each of metric_fn's outputs, its entry in results.json ("eval" for the
@@ -180,7 +179,7 @@ def sine_problem(cfg) -> Problem:
     predict = in_dtype(model.apply, cfg.dtype)
     reduce = LOSS_REDUCTIONS[cfg.loss_reduction](train_points)
     return Problem(tasks.train_task, tasks.eval_task,
-                   jax.jit(lambda key: model.init(key, jnp.zeros((1, 1)))),
+                   lambda key: model.init(key, jnp.zeros((1, 1))),
                    lambda p, b: mse(predict, p, b, reduce),
                    lambda p, q: {"mse": mse(predict, p, q)}, "mse", {"mse": "eval"},
                    illustrate=sine_adaptation(tasks, model.apply),
@@ -266,8 +265,7 @@ def classification_problem(cfg, splits: Splits | None = None) -> Problem:
         return problem._replace(train_task=on.train_task, eval_task=on.eval_task, data=images)
 
     problem = Problem(tasks.train_task, tasks.eval_task,
-                      jax.jit(lambda key: model.init(key, jnp.zeros((1,) + train.shape[2:],
-                                                                    jnp.float32))),
+                      lambda key: model.init(key, jnp.zeros((1,) + train.shape[2:], jnp.float32)),
                       lambda p, b: cross_entropy(apply, p, b, reduce),
                       lambda p, q: accuracies(apply, p, q), "accuracy",
                       {"accuracy": "eval", "accuracy_transductive": "eval_transductive"},

@@ -72,11 +72,11 @@ def initial_state(cfg: Config, run: Setup) -> MetaState:
     rates drawn from [inner-lr-low, inner-lr) where `--inner-lr-low` asks (from a key of
     their own, so that the other keys, and every other run, stay as they were).
 
-    The network's initialisation is one compiled program (`Problem.init_params`), and so is
-    the learner's state around the parameters: op by op, each operation compiled on its own,
-    about 4 s more per process on a 2-core CPU for the same bits (benchmarks/README.md,
-    "Start-up")."""
-    params = run.problem.init_params(run.init_key)
+    The problem's initialisation (`Problem.init_params`, any problem's) is one compiled
+    program, and so is the learner's state around the parameters: run op by op, every
+    operation compiled on its own, 4-6.5 s more per process for the image networks on a
+    2-core CPU (benchmarks/README.md, "Start-up")."""
+    params = jax.jit(run.problem.init_params)(run.init_key)
     if cfg.inner_lr_low is not None:
         params = uniform_rates(jax.random.fold_in(run.init_key, 1), params, cfg.inner_lr_low,
                                cfg.inner_lr, learned_rates(cfg), cfg.inner_iters)

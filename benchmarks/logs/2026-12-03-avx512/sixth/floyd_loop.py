@@ -1,7 +1,6 @@
 """One-off: `fometa.tasks.sampling.distinct`'s unrolled Floyd steps against the same steps
 in a `fori_loop` and as a k x k fixed point: the same draws (checked), and their compile."""
-import time, jax, jax.numpy as jnp, numpy as np
-from fometa.tasks import sampling
+import time, jax, jax.numpy as jnp
 from fometa.tasks.sampling import distinct
 def distinct_loop(key, n, k):
     kr, kp = jax.random.split(key)

@@ -3,7 +3,6 @@ their op_name (where in the JAX program each comes from). python fusion_sources.
 (from the repository root)."""
 import sys, re, collections, time
 sys.path.insert(0, "benchmarks")
-import jax
 from fometa.run import resolve, setup
 from fometa.run.training import Chunks, initial_state
 from fometa.sharding import task_mesh

@@ -21,5 +21,15 @@ python $D/sampler_compile.py maml-omniglot-5w1s 2>&1 | tail -2 > $D/sampler_comp
 python $D/sampler_parts.py 2>&1 | grep -v "^$" > $D/sampler_parts.txt
 python $D/floyd_loop.py 2>&1 | grep -v "^$" > $D/floyd_loop.txt
 python $D/fusion_sources.py maml-omniglot-5w1s 6 2>&1 | tail -42 > $D/fusion_sources.txt
-# the initial state as one program: initial_state alone, then whole runs
+# the initial state in two programs: initial_state alone, then whole runs (at 10c64c9, the
+# jit inside the problems' init_params); then initial_state alone again after the review's
+# version (the jit in initial_state, same programs), which rewrote startup.txt
 bash $D/startup.sh
+bash $D/startup.sh init
+python $D/startup_profile.py > $D/startup_profile.txt  # reads /tmp/train.prof and /tmp/train2.prof (see its docstring)
+python $D/options_valid.py > $D/options_valid.txt
+# the initial state bit for bit, c78f4d7 against now (after the review's version: the jit in initial_state)
+for args in "maml-sine" "maml-omniglot-5w1s" "maml-mini-imagenet-5w1s" "meta-sgd-omniglot-5w1s --inner-lr-low 0.005"; do
+  PYTHONPATH=/tmp/old_wt python $D/bits.py $args
+  python $D/bits.py $args
+done > $D/bits.txt

@@ -1,6 +1,6 @@
 """One-off: the compile of each part of an Omniglot 5-way task batch's sampling (5 tasks,
 11 examples per class), each twice: which random-number calls cost the time."""
-import time, jax, jax.numpy as jnp, numpy as np
+import time, jax, jax.numpy as jnp
 from fometa.tasks.sampling import distinct, epoch_batches
 from fometa.tasks.classification import _rotate
 imgs = jnp.zeros((1200, 20, 28, 28, 1), jnp.uint8)

@@ -9,7 +9,7 @@ set -u
 cd "$(dirname "$0")/../../../.."
 D=benchmarks/logs/2026-12-03-avx512/sixth
 unset JAX_COMPILATION_CACHE_DIR
-if [ "${1:-}" != "train" ]; then
+if [ "${1:-}" != "train" ]; then  # `startup.sh init`: only this part
 for round in 1 2 3; do
   for preset in maml-sine maml-omniglot-5w1s maml-mini-imagenet-5w1s; do
     PYTHONPATH=/tmp/old_wt python $D/startup.py $preset
@@ -17,6 +17,7 @@ for round in 1 2 3; do
   done
 done > $D/startup.txt 2>/dev/null
 fi
+[ "${1:-}" = "init" ] && exit 0
 train() {  # code cache label; run from /tmp: `python -m` puts the working directory first
   rm -rf /tmp/startup_run
   code=$(cd /tmp && PYTHONPATH=$1 python -c "import fometa; print(fometa.__file__)")
