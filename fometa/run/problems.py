@@ -38,7 +38,8 @@ class Problem(NamedTuple):
     """A task family with its model.
 
     train_task(key) -> Task; eval_task(key) -> Task (support of `eval_inner_iters` steps);
-    init_params(key) -> params; loss_fn(params, batch) -> scalar;
+    init_params(key) -> params (traced under `jax.jit` by `initial_state`: no concrete key,
+        and arrays it loads become constants of that program); loss_fn(params, batch) -> scalar;
     metric_fn(params, query) -> {name: scalar} after adaptation.
     metric: the main metric's name ("mse", "accuracy"), a key of metric_fn's output.
     results: for each of metric_fn's outputs, its entry in results.json ("eval" for the

@@ -4,6 +4,7 @@
 # the initial state's change in the working tree (it leaves the training loop and the
 # sampler's programs as they were); startup.sh compares against a worktree of c78f4d7 at
 # /tmp/old_wt (`git worktree add /tmp/old_wt c78f4d7`), with FOMETA_DATA_DIR set.
+# The blocks are grouped by subject, not in the order they ran.
 set -eu
 D=benchmarks/logs/2026-12-03-avx512/sixth
 O=benchmarks/logs/2026-12-03-avx512/third/options.py
@@ -26,7 +27,11 @@ python $D/fusion_sources.py maml-omniglot-5w1s 6 2>&1 | tail -42 > $D/fusion_sou
 # version (the jit in initial_state, same programs), which rewrote startup.txt
 bash $D/startup.sh
 bash $D/startup.sh init
-python $D/startup_profile.py > $D/startup_profile.txt  # reads /tmp/train.prof and /tmp/train2.prof (see its docstring)
+# run by hand from /tmp before the change (c78f4d7), then with its first version (one jit
+# around both), the real Omniglot, into /tmp/train.prof and /tmp/train2.prof:
+#   python -m cProfile -o /tmp/train.prof -m fometa train --preset maml-omniglot-5w1s \
+#     --meta-iters 2 --eval-tasks 2 --run-dir /tmp/prof_run --no-progress --no-plots --compile-cache off
+python $D/startup_profile.py > $D/startup_profile.txt
 python $D/options_valid.py > $D/options_valid.txt
 # the initial state bit for bit, c78f4d7 against now (after the review's version: the jit in initial_state)
 for args in "maml-sine" "maml-omniglot-5w1s" "maml-mini-imagenet-5w1s" "meta-sgd-omniglot-5w1s --inner-lr-low 0.005"; do
