@@ -38,3 +38,6 @@ for args in "maml-sine" "maml-omniglot-5w1s" "maml-mini-imagenet-5w1s" "meta-sgd
   PYTHONPATH=/tmp/old_wt python $D/bits.py $args
   python $D/bits.py $args
 done > $D/bits.txt
+# fometa eval's template as shapes only (a change tried and dropped; the worktree of e2eeeb5
+# at /tmp/old2, the change in the working tree)
+bash $D/eval_startup.sh > $D/eval_startup.txt
