@@ -9,7 +9,6 @@ of 5), and the logits and gradients of the two compared first.
 
     python channels_first.py [maml|fomaml|reptile] [remat|plain]
 """
-import statistics
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import fometa  # noqa: E402
 import fometa.convnets as cn  # noqa: E402
 from fometa.matmul import matmul_tn  # noqa: E402
 import speed  # noqa: E402
+from alternate import print_medians  # noqa: E402
 
 alg = sys.argv[1] if len(sys.argv) > 1 else "maml"
 remat = (sys.argv[2] if len(sys.argv) > 2 else "remat") == "remat"
@@ -105,8 +105,4 @@ steps["channels first"] = speed.fometa_step("omniglot-5w1s", alg, data, 1, "auto
 fometa.OmniglotCNN = original
 print(alg, "remat" if remat else "plain", "one task at a time",
       "compile", {name: round(s[1], 1) for name, s in steps.items()})
-for call, _, _ in steps.values():
-    call(); call()
-times = speed.time_alternately({name: s[0] for name, s in steps.items()}, iters=30, block=5)
-for name, ts in times.items():
-    print(f"{name}: {statistics.median(ts):.1f} ms")
+print_medians(steps)

@@ -7,13 +7,13 @@ one process (6 rounds of 5 meta-steps) with the other and the vmap of all five.
 
     python plain_map.py [maml|fomaml|reptile] [remat|plain] [omniglot-5w1s|miniimagenet-5w1s]
 """
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # benchmarks/
 import jax  # noqa: E402
 import speed  # noqa: E402
+from alternate import print_medians  # noqa: E402
 
 alg = sys.argv[1] if len(sys.argv) > 1 else "maml"
 remat = (sys.argv[2] if len(sys.argv) > 2 else "remat") == "remat"
@@ -41,8 +41,4 @@ steps["lax.map, unbatched"] = speed.fometa_step(workload, alg, data, 1, "auto", 
 jax.lax.map = lax_map
 print(workload, alg, "remat" if remat else "plain",
       "compile", {name: round(s[1], 1) for name, s in steps.items()})
-for call, _, _ in steps.values():
-    call(); call()
-times = speed.time_alternately({name: s[0] for name, s in steps.items()}, iters=30, block=5)
-for name, ts in times.items():
-    print(f"{name}: {statistics.median(ts):.1f} ms")
+print_medians(steps)

@@ -5,7 +5,6 @@ thunk executor may run two groups at once; speed.py's step, alternated in one pr
 
     python unrolled_groups.py [maml|fomaml|reptile] [remat|plain] [group sizes, e.g. 1,3]
 """
-import statistics
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # benchmarks/
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import speed  # noqa: E402
+from alternate import print_medians  # noqa: E402
 
 alg = sys.argv[1] if len(sys.argv) > 1 else "maml"
 remat = (sys.argv[2] if len(sys.argv) > 2 else "remat") == "remat"
@@ -42,8 +42,4 @@ for k in sizes:
 jax.lax.map = lax_map
 print(alg, "remat" if remat else "plain",
       "compile", {name: round(s[1], 1) for name, s in steps.items()})
-for call, _, _ in steps.values():
-    call(); call()
-times = speed.time_alternately({name: s[0] for name, s in steps.items()}, iters=30, block=5)
-for name, ts in times.items():
-    print(f"{name}: {statistics.median(ts):.1f} ms")
+print_medians(steps)
