@@ -16,6 +16,7 @@ implicit meta-gradient by conjugate gradient on Hessian-vector products.
 from __future__ import annotations
 
 import inspect
+import math
 from numbers import Integral
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fometa.inner import (Batch, InnerOpt, LossFn, Params, as_optimizer,
+from fometa.inner import (Batch, InnerOpt, LossFn, Params, all_finite, as_optimizer, concrete,
                           check_support_and_query, inner_loop, inner_path, start_state)
 
 # run_inner(params, support=None, state=None, loss=None, each=None) -> (adapted params,
@@ -161,6 +162,15 @@ def _imaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
     1/steps of the products. Nothing is differentiated through the inner loop: memory is flat
     in its steps."""
     steps = jax.tree_util.tree_leaves(support)[0].shape[0]
+    if not steps:
+        raise ValueError("imaml needs at least one inner step: H is the support loss's "
+                         "Hessian, averaged over the support's batches, and there are none")
+    if (isinstance(cg_steps, bool) or not isinstance(cg_steps, Integral) or cg_steps < 1):
+        raise ValueError(f"cg_steps must be a Python integer >= 1, not {cg_steps!r}")
+    value = concrete(lam)  # None where lam is traced (a sweep under jit/vmap)
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"lam (the proximal regularisation) must be a finite number > 0, "
+                         f"not {lam!r}")
     batches = steps  # how many of the support's last batches H averages over
     if hessian_batches is not None:
         if (isinstance(hessian_batches, bool) or not isinstance(hessian_batches, Integral)
@@ -226,35 +236,43 @@ def get_rule(algorithm: Algorithm) -> Rule:
 
 
 def check_differentiable(opt: optax.GradientTransformation, params: Params) -> None:
-    """A ValueError if `opt`'s update, from its initial state, has a non-finite derivative
-    at a zero gradient: a second-order meta-gradient through it would be NaN wherever a
-    gradient is exactly zero (Adam without eps_root: d sqrt(nu) / d nu is infinite at nu = 0).
+    """A ValueError if `opt`'s update, from its initial state, is not finite or has a
+    non-finite derivative at a zero gradient: a second-order meta-gradient through it would
+    be NaN wherever a gradient is exactly zero (Adam without eps_root: d sqrt(nu) / d nu is
+    infinite at nu = 0; a NaN learning rate: the update itself).
     Runs at trace time (also under jit) on zeros of the params' shapes, as one small
     compiled program: dispatched op by op (or under `ensure_compile_time_eval`) it cost
     about a second of a MAML preset's compile time on a 2-core CPU."""
-    def tangent_finite():
+    def finite_update():  # (the update at a zero gradient, its derivative): finite?
         zeros = jax.tree_util.tree_map(
             lambda p: jnp.zeros(jnp.shape(p), jnp.result_type(p)), params)
         state = opt.init(zeros)
         ones = jax.tree_util.tree_map(jnp.ones_like, zeros)
-        _, tangent = jax.jvp(lambda g: opt.update(g, state, zeros)[0], (zeros,), (ones,))
-        return [jnp.all(jnp.isfinite(t)) for t in jax.tree_util.tree_leaves(tangent)
-                if jnp.issubdtype(t.dtype, jnp.inexact)]
+        primal, tangent = jax.jvp(lambda g: opt.update(g, state, zeros)[0], (zeros,), (ones,))
+        return tuple(all_finite(x) for x in (primal, tangent))
 
     if jax.config.jax_disable_jit:  # no compiled programs (a debugging session): op by op
         try:
-            finite = all(bool(f) for f in tangent_finite())
+            value, derivative = (bool(f) for f in finite_update())
         except jax.errors.ConcretizationTypeError:
             return  # the optimizer's hyperparameters are traced: nothing to probe concretely
     else:
-        traced = jax.jit(tangent_finite).trace()
+        traced = jax.jit(finite_update).trace()
         if traced.jaxpr.in_avals:
             return  # it closes over traced values (the optimizer's hyperparameters): no probe
-        finite = all(bool(f) for f in traced.lower().compile()())
-    if not finite:
+        value, derivative = (bool(f) for f in traced.lower().compile()())
+    dtypes = " and ".join(sorted({str(jnp.result_type(x))
+                                  for x in jax.tree_util.tree_leaves(params)}))
+    if not value:
+        raise ValueError("inner_opt's update is not finite (NaN or inf) at a zero gradient, "
+                         "from its initial state: look at its hyperparameters (a NaN or "
+                         f"infinite learning rate, an eps that is 0 in the params' {dtypes})")
+    if not derivative:
         raise ValueError("inner_opt's update has a non-finite derivative at a zero gradient "
                          "(Adam: sqrt(nu) at nu = 0), so this second-order meta-gradient "
-                         "would be NaN; give it eps_root > 0, e.g. optax.adam(lr, eps_root=1e-8)")
+                         "would be NaN; give it eps_root > 0, e.g. optax.adam(lr, "
+                         "eps_root=1e-8), large enough not to round to 0 in the params' "
+                         f"{dtypes}")
 
 
 def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support: Batch,
@@ -271,7 +289,9 @@ def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support
     """
     rule = get_rule(algorithm)
     if rule.needs_query and query is None:
-        raise ValueError(f"{algorithm!r} needs a query batch")
+        name = algorithm if isinstance(algorithm, str) else next(
+            (n for n, r in ALGORITHMS.items() if r is rule), rule.grad.__name__)
+        raise ValueError(f"{name!r} needs a query batch")
     if query is not None:
         check_support_and_query(support, query)
     if rule.second_order:
@@ -321,8 +341,10 @@ def maml_grad(loss_fn: LossFn, params: Params, support: Batch, query: Batch,
     """Gradient of `loss_fn(adapt(loss_fn, params, support, inner_opt), query)` w.r.t. `params`.
 
     Second order: differentiates through every inner step (and through the inner
-    optimizer's update rule). Keywords as in `fometa.adapt`; with `return_state`
-    returns `(grad, final_inner_state)`.
+    optimizer's update rule), from a starting state held constant (`inner_state`, or
+    `inner_opt.init(params)` taken as a constant: an optimizer whose state copies the params,
+    such as schedule-free SGD's, gets no gradient through that copy). Keywords as in
+    `fometa.adapt`; with `return_state` returns `(grad, final_inner_state)`.
     """
     return _contract("maml", loss_fn, params, support, query, inner_opt, inner_state,
                      return_state, unroll, remat)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -11,8 +13,8 @@ import optax
 from fometa import learned_lr
 from fometa import per_step as stepwise
 from fometa.algorithms import ALGORITHMS, Algorithm, get_rule, meta_gradient, rule_options
-from fometa.inner import (InnerOpt, LossFn, Params, as_optimizer, inner_loop, inner_path,
-                          leading_size, num_steps)
+from fometa.inner import (InnerOpt, LossFn, Params, all_finite, as_optimizer, inner_loop,
+                          inner_path, leading_size, num_steps)
 from fometa.partition import Mask, only
 from fometa.tasks.base import Task
 
@@ -52,9 +54,27 @@ def reptile_outer(meta_step: float, meta_iters: int | None = None,
     `meta_iters`, eps anneals linearly from `meta_step` to `final_meta_step` over that many
     meta-iterations, as in the paper's code.
     """
+    for name, value in (("meta_step", meta_step), ("final_meta_step", final_meta_step)):
+        positive = name == "meta_step"
+        if not _real(value) or not math.isfinite(value) or value < 0 or (positive and not value):
+            raise ValueError(f"reptile_outer's {name} must be a finite number "
+                             f"{'> 0' if positive else '>= 0'}, got {value!r}")
+    if meta_iters is not None and not _whole(meta_iters, 1):
+        raise ValueError(f"reptile_outer's meta_iters must be a whole number >= 1 or None, "
+                         f"got {meta_iters!r}")
     if meta_iters is None:
         return optax.sgd(meta_step)
     return optax.sgd(optax.linear_schedule(meta_step, final_meta_step, meta_iters))
+
+
+def _real(value: Any) -> bool:
+    """Whether `value` is a plain real number (not a bool, not an array)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _whole(value: Any, least: int) -> bool:
+    """Whether `value` is a Python integer (not a bool) of at least `least`."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
 
 
 def _mean_over_tasks(tree):
@@ -168,8 +188,26 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
     if (first_order_iters or multi_step_iters) and not rule.second_order:
         raise ValueError(f"first_order_iters and multi_step_iters apply to second-order "
                          f"algorithms (maml, meta-sgd, anil), not {algorithm!r}")
+    if inner_steps is not None and not _whole(inner_steps, 1):
+        raise ValueError(f"inner_steps must be a whole number >= 1 or None, got {inner_steps!r}")
+    if not _whole(first_order_iters, 0):
+        raise ValueError(f"first_order_iters must be a whole number >= 0, got "
+                         f"{first_order_iters!r}")
     if multi_step_iters is not None:
+        if not _whole(multi_step_iters, 1):
+            raise ValueError(f"multi_step_iters must be a whole number >= 1 (meta-iterations "
+                             f"of annealing) or None, got {multi_step_iters!r}")
         rule_options(rule, {"step_weights": None})  # refused unless the rule takes them
+    if sequential_tasks and (per_step is not None or learn_inner_lr == "per-layer-step"):
+        # Their inner state counts a task's inner steps (value k at step k): a task that
+        # starts from the previous task's state would start at its count.
+        what = "per_step values" if per_step is not None else "per-layer-step learning rates"
+        raise ValueError(f"{what} are indexed by a task's inner step: they need each task to "
+                         "start its own inner loop (not sequential_tasks)")
+    if carry_inner_state and learn_inner_lr == "per-layer-step":
+        raise ValueError("per-layer-step learning rates are indexed by a task's inner step: "
+                         "they need each task to start its own inner loop (not "
+                         "carry_inner_state)")
     if per_step is not None:
         if not rule.second_order or first_order_iters or carry_inner_state:
             raise ValueError("per_step values are meta-learned through the inner loop: they "
@@ -197,6 +235,9 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         opt = as_optimizer(inner_opt)
     if outer_opt is None:
         outer_opt = reptile_outer(0.1) if rule.interpolates else optax.adam(1e-3)
+    if not isinstance(outer_opt, optax.GradientTransformation):
+        raise TypeError(f"outer_opt must be an optax.GradientTransformation (e.g. "
+                        f"optax.adam(1e-3)), got {type(outer_opt).__name__}")
     inner_trainable = trainable if inner_trainable is None else inner_trainable
     if inner_trainable is not None:
         opt = only(opt, inner_trainable)
@@ -276,10 +317,12 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
             adapted, _, _ = inner_loop(loss_fn, state.params, support, opt, task_start(state),
                                        unroll)
             return model_params(adapted)
-        if (not steps or list(steps) != sorted(set(steps)) or steps[0] < 0
-                or steps[-1] > num_steps(support)):
-            raise ValueError(f"steps {tuple(steps)} must increase and end at most at the "
-                             f"support's {num_steps(support)} inner steps")
+        steps = tuple(steps)
+        if (not steps or not all(_whole(k, 0) for k in steps)
+                or list(steps) != sorted(set(steps)) or steps[-1] > num_steps(support)):
+            raise ValueError(f"steps {steps} must be whole numbers that increase from 0 or "
+                             f"more and end at most at the support's {num_steps(support)} "
+                             "inner steps")
         each = model_params if each is None else (lambda p, f=each: f(model_params(p)))
         # One loop records every count, 0 included (one copy of the step and of `each`).
         upto = jax.tree_util.tree_map(lambda a: a[:steps[-1]], support)
@@ -288,21 +331,6 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         return path
 
     return MetaLearner(init, step, adapt)
-
-
-def all_finite(tree: Any) -> jax.Array:
-    """bool []: whether every float in `tree` is finite (integer leaves are skipped).
-
-    One check over all leaves raveled into one vector, in their widest float type (so no
-    finite value overflows): per-leaf checks were 51-270 more small fusions in a training
-    loop, each compiled by XLA on its own (benchmarks/README.md, "Compile time per
-    preset")."""
-    floats = [jnp.ravel(x) for x in jax.tree_util.tree_leaves(tree)
-              if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
-    if not floats:
-        return jnp.array(True)
-    wide = jnp.result_type(*floats)
-    return jnp.all(jnp.isfinite(jnp.concatenate([x.astype(wide) for x in floats])))
 
 
 def model_params(params: Params) -> Params:

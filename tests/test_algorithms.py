@@ -178,7 +178,7 @@ def test_recorded_step_counts_are_checked():
     state = learner.init(jnp.zeros(DIM))
     support, _ = quad_task(np.random.default_rng(0), 4)
     for steps in ((-1, 3), (), (3, 2), (0, 5)):
-        with pytest.raises(ValueError, match=r"steps .* must increase"):
+        with pytest.raises(ValueError, match=r"steps .* must be whole numbers that increase"):
             learner.adapt(state, support, steps)
     opt = optax.sgd(0.1)
     for at in ((2.0, 3.0), (-1, 2), (3, 2), (5,), ()):

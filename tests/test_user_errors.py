@@ -1,10 +1,14 @@
 """Every failure a user can cause is one line on stderr and exit status 2 (or a clear
 ValueError from the library), and nothing non-finite is ever written."""
 
+import json
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -128,6 +132,89 @@ def test_plot_refuses_bad_outputs_and_garbage_lines(finished, tmp_path, cli_erro
     assert main(["plot", str(damaged), "--out", str(tmp_path / "z.png")]) == 0
 
 
+@pytest.mark.parametrize("line", [
+    '{"kind": "eval", "iteration": 3, "eval": 5}',
+    '{"kind": "eval", "iteration": 3, "eval": {}}',
+    '{"kind": "eval", "iteration": 3, "eval": {"metric": "mse", "mean": "x", "ci95": null, '
+    '"tasks": 2}}',
+    '{"kind": "train", "iteration": 3, "query_loss": Infinity}',
+    '{"kind": "train", "iteration": 3, "query_loss": "abc"}',
+])
+def test_plot_refuses_metrics_lines_of_the_wrong_shape(finished, tmp_path, cli_error, line):
+    """JSON lines that are not what `fometa train` writes crashed the plot (TypeError,
+    KeyError) or were plotted (Infinity, text)."""
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    lines = (finished / "metrics.jsonl").read_text().splitlines()
+    (damaged / "metrics.jsonl").write_text("\n".join([lines[0], line, *lines[1:]]) + "\n")
+    assert "line 2" in cli_error(["plot", str(damaged), "--out", str(tmp_path / "y.png")])
+
+
+def _copy(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to)
+    return to
+
+
+@pytest.mark.parametrize("content", ["[]", '{"meta_iterations": 200}',
+                                     '{"eval": {"metric": "mse", "mean": NaN, "ci95": 1.0, '
+                                     '"tasks": 20}, "meta_iterations": 200}'])
+def test_a_damaged_results_file_is_one_line_on_rerun(finished, tmp_path, cli_error, content):
+    """results.json of the wrong shape (a list, no evaluation) crashed the rerun of a
+    finished run; one with NaN was printed as its result."""
+    run = _copy(finished, tmp_path / "run")
+    (run / "results.json").write_text(content)
+    err = cli_error(["train", *SMALL, "--no-plots", "--run-dir", str(run)])
+    assert "results.json" in err
+
+
+@pytest.mark.parametrize("content", ["[]", "null", '"abc"', '{"a": 1}'])
+def test_a_checksum_list_of_the_wrong_shape_is_never_evaluated(finished, tmp_path, cli_error,
+                                                               content):
+    run = _copy(finished, tmp_path / "run")
+    [sums] = (run / "checkpoints").glob(f"*/{checkpoint_module.FILE_SUMS}")
+    sums.write_text(content)
+    assert checkpoint_module.FILE_SUMS in cli_error(["eval", "--run-dir", str(run),
+                                                     "--eval-tasks", "2"])
+
+
+def test_an_unopenable_lock_and_a_foreign_checkpoint_are_one_line(finished, tmp_path,
+                                                                  cli_error):
+    run = _copy(finished, tmp_path / "run")
+    (run / ".lock").unlink()
+    (run / ".lock").mkdir()  # as root, permissions block nothing; open() of a folder fails
+    assert "the run dir's lock" in cli_error(["eval", "--run-dir", str(run), "--eval-tasks", "2"])
+    # A checkpoint past the run's budget (copied from a longer run) is not resumed from.
+    run = _copy(finished, tmp_path / "shorter")
+    (run / "results.json").unlink()
+    saved = json.loads((run / "config.json").read_text())
+    saved["config"]["meta_iters"] = 100
+    (run / "config.json").write_text(json.dumps(saved))
+    err = cli_error(["train", *SMALL, "--meta-iters", "100", "--no-plots", "--run-dir", str(run)])
+    assert "meta-iteration 200, past this run's --meta-iters 100" in err
+
+
+@pytest.mark.parametrize("platforms", ["bogus", "cuda"])
+def test_a_backend_jax_cannot_start_is_one_line(tmp_path, platforms):
+    proc = subprocess.run([sys.executable, "-m", "fometa", "train", "--meta-iters", "2",
+                           "--run-dir", str(tmp_path / "run")], capture_output=True, timeout=300,
+                          env={**os.environ, "JAX_PLATFORMS": platforms})
+    assert f"JAX_PLATFORMS='{platforms}'" in one_line(proc)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--run-dir", ""], "--run-dir '' is empty"),
+    (["plot", "runs/x", "--out", " "], "--out ' ' is empty"),
+    (["train", "--inner-lr", "1e-50"], "below float32's smallest normal number"),
+    (["train", "--eval-inner-batch", "3"], "--eval-inner-batch 3 applies to classification"),
+])
+def test_values_that_would_silently_mean_something_else_are_one_line(cli_error, argv, words):
+    """An empty path fell back to a default one; a rate that is 0 in float32 trained as
+    0; an evaluation batch that sine never reads was recorded as if used."""
+    short = ["--meta-iters", "2", "--eval-tasks", "2", "--no-progress", "--no-plots"]
+    assert words in cli_error(argv + short * (argv[0] == "train"))
+
+
 # --- interrupts, warnings, optional packages, data permissions ----------------------------
 
 def test_a_second_ctrl_c_still_says_interrupted(monkeypatch, capsys):
@@ -137,6 +224,49 @@ def test_a_second_ctrl_c_still_says_interrupted(monkeypatch, capsys):
     monkeypatch.setattr("fometa.run.cli.train", interrupted)
     assert main(["train", *SMALL]) == 130
     assert capsys.readouterr().err == "fometa: interrupted\n"
+
+
+REDELIVERED = """
+import gc, sys, time
+from fometa.__main__ import redeliver
+if sys.argv[1] == "hook":
+    sys.unraisablehook = redeliver
+fired = []
+def callback(phase, info):  # as JAX's gc callback would be, when Ctrl-C lands in it
+    if phase == "start" and not fired:
+        fired.append(1)
+        raise KeyboardInterrupt
+gc.callbacks.append(callback)
+try:
+    gc.collect()
+    time.sleep(5)
+    print("lost")
+except KeyboardInterrupt:
+    print("raised")
+"""
+
+
+def test_ctrl_c_swallowed_by_a_gc_callback_is_raised_again():
+    """Python cannot raise from a garbage-collection callback, so a Ctrl-C that lands in
+    one is lost (a run went on to the end); the command's hook sends it again."""
+    out = {mode: subprocess.run([sys.executable, "-c", REDELIVERED, mode], capture_output=True,
+                                text=True, timeout=60).stdout.strip() for mode in ("hook", "none")}
+    assert out == {"hook": "raised", "none": "lost"}
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.8, 1.6])
+def test_ctrl_c_in_the_first_seconds_is_one_line(tmp_path, delay):
+    """While JAX loads (a traceback, an ImportError or a swallowed interrupt before) and
+    just after."""
+    proc = subprocess.Popen([sys.executable, "-m", "fometa", "train", "--meta-iters", "30000",
+                             "--no-progress", "--run-dir", str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    err = err.decode(errors="replace")
+    assert proc.returncode == 130 and err.startswith("fometa: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_warnings_are_one_line_and_leave_the_callers_display(tmp_path, capsys, monkeypatch):
@@ -181,10 +311,136 @@ def test_unreadable_zip_is_not_called_corrupt(tmp_path, monkeypatch, cli_error):
 
 # --- the library ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("lr", [float("nan"), -0.1, 0.0, math.inf])
+@pytest.mark.parametrize("lr", [float("nan"), -0.1, 0.0, math.inf, jnp.array(-1.0),
+                                jnp.array(0.0), np.array(np.nan), np.float32(-0.5)])
 def test_library_refuses_bad_inner_learning_rates(lr):
     with pytest.raises(ValueError, match="finite number > 0"):
         fometa.adapt(lambda p, b: jnp.sum(p * b), jnp.ones(3), jnp.ones((2, 3)), lr)
+
+
+def test_a_learning_rate_array_steps_as_the_number_does():
+    """A 0-d array (NumPy's too), concrete or traced, is the learning rate it holds."""
+    loss = lambda p, b: jnp.sum((p - b) ** 2)  # one step from 0: p = 2 lr b
+    support = jnp.ones((1, 3))
+    for lr in (0.1, np.array(0.1), jnp.array(0.1)):
+        np.testing.assert_allclose(fometa.adapt(loss, jnp.zeros(3), support, lr), 0.2 * np.ones(3))
+    traced = jax.vmap(lambda lr: fometa.adapt(loss, jnp.zeros(3), support, lr))(
+        jnp.array([0.1, 0.2]))
+    np.testing.assert_allclose(traced, [[0.2] * 3, [0.4] * 3])
+
+
+QUADRATIC = lambda p, b: 0.5 * b["a"] * (p["w"] - b["c"]) ** 2
+
+
+def _batch(steps):
+    return {"a": jnp.ones((steps,)), "c": jnp.linspace(-1.0, 1.0, steps)}
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(learn_inner_lr="per-layer-step", inner_steps=3, carry_inner_state=True),
+     "not carry_inner_state"),
+    (dict(learn_inner_lr="per-layer-step", inner_steps=3, sequential_tasks=True),
+     "not sequential_tasks"),
+    (dict(per_step=lambda p: {"w": True}, inner_steps=3, sequential_tasks=True),
+     "not sequential_tasks"),
+    (dict(multi_step_iters=-3), "multi_step_iters must be a whole number >= 1"),
+    (dict(multi_step_iters=0), "multi_step_iters must be a whole number >= 1"),
+    (dict(multi_step_iters=2.5), "multi_step_iters must be a whole number >= 1"),
+    (dict(first_order_iters=-5), "first_order_iters must be a whole number >= 0"),
+    (dict(learn_inner_lr="per-layer-step", inner_steps=-1), "inner_steps must be a whole"),
+    (dict(learn_inner_lr="per-layer-step", inner_steps=2.5), "inner_steps must be a whole"),
+])
+def test_meta_learner_refuses_settings_that_compute_something_else(kwargs, words):
+    """Values per inner step (MAML++'s rates and per-step leaves) are read at the inner
+    state's step count: a task starting from a carried state (the previous task's or
+    meta-iteration's) would read the wrong ones; negative or zero annealing lengths gave
+    negative weights or division by zero."""
+    with pytest.raises(ValueError, match=words):
+        fometa.meta_learner("maml", QUADRATIC, 0.1, **kwargs)
+
+
+def test_meta_learner_names_the_algorithm_and_the_outer_optimizer():
+    learner = fometa.meta_learner("maml", QUADRATIC, 0.1)
+    state = learner.init({"w": jnp.array(1.5)})
+    with pytest.raises(ValueError, match="^'maml' needs a query batch"):  # not Rule(grad=...)
+        learner.step(state, fometa.Task(jax.tree_util.tree_map(lambda a: a[None], _batch(2)),
+                                        None))
+    with pytest.raises(TypeError, match="outer_opt must be an optax.GradientTransformation.*float"):
+        fometa.meta_learner("maml", QUADRATIC, 0.1, outer_opt=0.1)
+    for steps in ((1.5,), jnp.array([1, 2]), (-1, 1)):  # a float, an array, a negative count
+        with pytest.raises(ValueError, match="must be whole numbers that increase from 0"):
+            learner.adapt(state, _batch(2), steps=steps)
+    np.testing.assert_allclose(learner.adapt(state, _batch(2), steps=np.array([0, 2]))["w"],
+                               [1.5, learner.adapt(state, _batch(2))["w"]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("args, words", [
+    ((-0.1,), "meta_step must be a finite number > 0"),
+    ((0.0,), "meta_step must be a finite number > 0"),
+    ((math.nan,), "meta_step must be a finite number > 0"),
+    ((0.1, 0), "meta_iters must be a whole number >= 1"),
+    ((0.1, -5), "meta_iters must be a whole number >= 1"),
+    ((0.1, 2.5), "meta_iters must be a whole number >= 1"),
+    ((0.1, 100, -1.0), "final_meta_step must be a finite number >= 0"),
+])
+def test_reptile_outer_refuses_bad_schedules(args, words):
+    with pytest.raises(ValueError, match=words):
+        fometa.reptile_outer(*args)
+
+
+@pytest.mark.parametrize("steps, options, words", [
+    (3, {"cg_steps": 0}, "cg_steps must be a Python integer >= 1"),
+    (3, {"cg_steps": -2}, "cg_steps must be a Python integer >= 1"),
+    (3, {"cg_steps": 2.5}, "cg_steps must be a Python integer >= 1"),
+    (3, {"lam": 0.0}, "lam .* must be a finite number > 0"),
+    (3, {"lam": -1.0}, "lam .* must be a finite number > 0"),
+    (3, {"lam": math.nan}, "lam .* must be a finite number > 0"),
+    (0, {}, "imaml needs at least one inner step"),
+])
+def test_imaml_refuses_what_gives_a_zero_or_nan_gradient(steps, options, words):
+    """cg_steps 0 returned a zero meta-gradient, lam 0 and zero inner steps NaN."""
+    params, sgd = {"w": jnp.array(1.5)}, optax.sgd(0.1)
+    query = {"a": jnp.array(4.0), "c": jnp.array(0.3)}
+    with pytest.raises(ValueError, match=words):
+        fometa.algorithms.meta_gradient("imaml", QUADRATIC, params, _batch(steps), query, sgd,
+                                        sgd.init(params), options=options)
+
+
+def test_mse_refuses_a_target_that_would_broadcast():
+    """A [n] target against a [n, 1] prediction broadcast to [n, n] (a wrong number)."""
+    x = jnp.arange(5.0)[:, None]
+    with pytest.raises(ValueError, match=r"\(5, 1\) and batch\['y'\] \(5,\)"):
+        fometa.mse(lambda p, x: p * x, 2.0, {"x": x, "y": jnp.arange(5.0)})
+    assert float(fometa.mse(lambda p, x: p * x, 2.0, {"x": x, "y": x})) == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--learn-inner-lr", "per-layer-step", "--task-order", "sequential"],
+     ["--learn-inner-lr per-layer-step", "--task-order sequential"]),
+    (["--learn-inner-lr", "per-layer-step", "--carry-inner-state"],
+     ["--learn-inner-lr per-layer-step", "--carry-inner-state"]),
+    (["--per-step-bn", "--task-order", "sequential"], ["--per-step-bn", "--task-order sequential"]),
+])
+def test_step_indexed_settings_with_a_carried_step_count_are_one_line(cli_error, argv, words):
+    err = cli_error(["train", "--algorithm", "maml", "--inner-iters", "3", "--meta-iters", "2",
+                     "--eval-tasks", "2", "--no-progress", *argv])
+    for w in words:
+        assert w in err
+
+
+@pytest.mark.parametrize("opt, dtype, words", [
+    (optax.sgd(math.nan), jnp.float32, r"update is not finite \(NaN or inf\) at a zero gradient"),
+    (optax.adam(math.nan, eps_root=1e-8), jnp.float32, "update is not finite"),
+    (optax.adam(0.1), jnp.float32, "non-finite derivative .* eps_root > 0"),
+    (optax.adam(0.1, eps_root=1e-8), jnp.float16, "eps that is 0 in the params' float16"),
+])
+def test_maml_names_why_its_inner_optimizer_would_give_nan(opt, dtype, words):
+    """A NaN learning rate was blamed on Adam's square root; float16 params with eps_root
+    1e-8 (0 in float16, as eps is) were told to give what they gave."""
+    params = jnp.ones(3, dtype)
+    with pytest.raises(ValueError, match=words):
+        fometa.maml_grad(lambda p, b: jnp.sum(p * b), params, jnp.ones((2, 3), dtype),
+                         jnp.ones(3, dtype), opt)
 
 
 def test_library_names_a_wrong_inner_state():

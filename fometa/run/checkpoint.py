@@ -107,6 +107,8 @@ def _damaged_file(folder: Path) -> str | None:
         return None
     except (OSError, ValueError):
         return FILE_SUMS
+    if not (isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values())):
+        return FILE_SUMS  # valid JSON, but not {file: digest}
     for name, digest in sums.items():
         try:
             if _sha256(folder / name) != digest:

@@ -143,6 +143,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         cfg = resolve(settings.pop("dataset"), settings.pop("preset"), **settings)
     processes.split_cpu(cfg.devices)
+    processes.check_backend()
     run_dir = args.run_dir or f"runs/{cfg.dataset}-{cfg.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
     if jax.process_index() == 0:
         print(f"run dir {Path(run_dir).absolute()}", flush=True)
@@ -162,6 +163,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     processes.compile_cache(args.compile_cache)
+    processes.check_backend()
     out = evaluate_run(args.run_dir, **given_settings(args, evaluation_settings()))
     if args.json:
         print(json.dumps(out))
@@ -199,6 +201,8 @@ def _presets(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _train, "eval": _eval, "plot": _plot, "presets": _presets}
+# The commands' path flags, refused empty (--compile-cache has its own check).
+PATH_ARGUMENTS = ("run_dir", "out", "config")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -212,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        for name in PATH_ARGUMENTS:  # "" would fall back to a default path, or to "."
+            if getattr(args, name, None) is not None and not getattr(args, name).strip():
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)!r} is "
+                                  "empty: name a path, or leave the flag out")
         with warnings.catch_warnings():  # restores the caller's warning display on exit
             warnings.showwarning = _one_line_warning
             return COMMANDS[args.command](args)
@@ -223,10 +231,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console() -> None:
-    """The `fometa` command (and `python -m fometa`): `main`, then exit with its status. After
-    a user error (2), already said in one line, it leaves without the interpreter's shutdown,
-    where orbax's asyncio threads can print "Event loop is closed" tracebacks after that line
-    (checkpoints are closed by then)."""
+    """The `fometa` command (entered through `fometa.__main__.console`, which catches Ctrl-C
+    while this module loads): `main`, then exit with its status. After a user error (2),
+    already said in one line, it leaves without the interpreter's shutdown, where orbax's
+    asyncio threads can print "Event loop is closed" tracebacks after that line (checkpoints
+    are closed by then)."""
     code = main()
     if code == 2:
         sys.stdout.flush()

@@ -49,6 +49,19 @@ def start(coordinator: str | None = None, num_processes: int | None = None,
                           "check --coordinator, --num-processes and --process-id") from None
 
 
+def check_backend() -> None:
+    """A one-line ConfigError where JAX cannot start a backend that the environment asks for
+    (JAX_PLATFORMS=cuda on a machine without a GPU, a misspelt name), instead of JAX's
+    traceback; a call after `split_cpu`, since it starts the backends."""
+    try:
+        jax.devices()
+    except (RuntimeError, AssertionError, ValueError) as e:
+        asked = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms
+        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        raise ConfigError(f"JAX cannot start a backend for JAX_PLATFORMS={asked!r} here "
+                          f"({detail}); unset it or name one this machine has") from None
+
+
 HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 

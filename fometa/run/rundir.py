@@ -69,10 +69,39 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(), parse_constant=_no_constant)
     except (OSError, ValueError) as e:
         raise RunDirError(f"{path} could not be read ({type(e).__name__}); delete it to have "
                           "it written again") from None
+
+
+def _no_constant(name: str) -> None:
+    """NaN and Infinity in a run file: fometa never writes them (`_json`), so it is damaged."""
+    raise ValueError(f"{name} in a run file")
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _is_evaluation(entry: Any) -> bool:
+    """Whether `entry` is an evaluation as results.json holds it (`summarize`'s)."""
+    return (isinstance(entry, dict) and _number(entry.get("mean"))
+            and (entry.get("ci95") is None or _number(entry.get("ci95")))
+            and isinstance(entry.get("tasks"), int) and isinstance(entry.get("metric"), str))
+
+
+def _is_metrics_line(entry: Any) -> bool:
+    """Whether `entry` is a line of metrics.jsonl as `Metrics` writes them: a training
+    line's values are numbers, an evaluation line's entries evaluations."""
+    if not (isinstance(entry, dict) and isinstance(entry.get("iteration"), int)):
+        return False
+    rest = {k: v for k, v in entry.items() if k not in ("kind", "iteration")}
+    if entry.get("kind") == TRAIN:
+        return all(_number(v) for v in rest.values())
+    if entry.get("kind") == EVALUATION:
+        return all(_is_evaluation(v) for k, v in rest.items() if k.startswith("eval"))
+    return True  # another kind: left to its reader
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -168,7 +197,12 @@ class RunDir:
             _existing(self.file(CONFIG))
         created = _missing_folders(self.path)  # what making the run directory creates
         self._check_writable()
-        with open(self.file(LOCK), "a+") as lock:
+        try:
+            opened = open(self.file(LOCK), "a+")
+        except OSError as e:  # another user's lock file, a read-only one
+            raise RunDirError(f"cannot open {self.file(LOCK)}, the run dir's lock, for writing "
+                              f"({e.strerror}); choose another run dir") from None
+        with opened as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -287,8 +321,8 @@ class RunDir:
         lines = []
         for number, row in enumerate(rows, 1):
             try:
-                entry = json.loads(row)
-                if not isinstance(entry, dict) or not isinstance(entry.get("iteration"), int):
+                entry = json.loads(row, parse_constant=_no_constant)
+                if not _is_metrics_line(entry):
                     raise ValueError
                 lines.append(entry)
             except ValueError:
@@ -301,7 +335,16 @@ class RunDir:
     # results.json, eval.json, inner_steps.json, adaptation.json
 
     def read_results(self) -> dict[str, Any] | None:
-        return _read_json(self.file(RESULTS))
+        """results.json's content, None if absent; a one-line RunDirError if it is not a
+        finished run's results (damaged, or edited by hand)."""
+        results = _read_json(self.file(RESULTS))
+        if results is not None and not (
+                isinstance(results, dict) and _is_evaluation(results.get("eval"))
+                and all(_is_evaluation(v) for k, v in results.items() if k.startswith("eval_"))
+                and isinstance(results.get("meta_iterations"), int)):
+            raise RunDirError(f"{self.file(RESULTS)} is not a finished run's results (no "
+                              "complete evaluation); delete it to have it written again")
+        return results
 
     def clear_results(self) -> None:
         if self.writer:

@@ -13,6 +13,8 @@ import json
 import math
 from typing import Any, Collection, Iterator
 
+import numpy as np
+
 from fometa.algorithms import ALGORITHMS
 from fometa.convnets import CONV_IMPLS
 from fometa.data import OMNIGLOT_SPLITS
@@ -94,6 +96,13 @@ class Real:
               and (value >= self.minimum if self.inclusive else value > self.minimum))
         if not ok:
             _refuse(self, name, value)
+        if value and abs(value) < FLOAT32_TINY:
+            raise ConfigError(f"{flag(name)} {value!r} is below float32's smallest normal "
+                              f"number ({FLOAT32_TINY:.4g}): it would compute as 0")
+
+
+# Nonzero settings below this compute as 0 (or as denormals, which XLA:CPU flushes to 0).
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,6 +431,16 @@ def check_algorithm(cfg: Config) -> None:
         other = "--first-order-iters" if cfg.first_order_iters else "--carry-inner-state"
         raise ConfigError(f"--per-step-bn values are learned through the inner loop: not with "
                           f"{other}")
+    stepwise = ["--per-step-bn"] * bool(cfg.per_step_bn) + [
+        "--learn-inner-lr per-layer-step"] * (cfg.learn_inner_lr == "per-layer-step")
+    if stepwise and cfg.task_order == "sequential":
+        raise ConfigError(f"{stepwise[0]} takes a value per inner step of each task: not with "
+                          f"--task-order sequential (a task would start at the previous one's "
+                          f"step count)")
+    if cfg.learn_inner_lr == "per-layer-step" and cfg.carry_inner_state:
+        raise ConfigError("--learn-inner-lr per-layer-step takes a rate per inner step of each "
+                          "task: not with --carry-inner-state (a task would start at the "
+                          "previous meta-iteration's step count)")
     if learned_rates(cfg) and cfg.inner_optimizer != "sgd":
         raise ConfigError(f"learned inner learning rates scale plain gradient steps: "
                           f"--inner-optimizer {cfg.inner_optimizer} must be sgd")

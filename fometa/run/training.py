@@ -21,7 +21,7 @@ import optax
 
 import fometa
 from fometa.algorithms import get_rule
-from fometa.errors import ConfigError, DivergenceError
+from fometa.errors import ConfigError, DivergenceError, RunDirError
 from fometa.learned_lr import uniform_rates
 from fometa.learner import MetaLearner, MetaState, model_params
 from fometa.run.checkpoint import Checkpoints
@@ -183,15 +183,18 @@ def _check_memory(compiled: Any, cfg: Config, mesh: Mesh, resident: int = 0) -> 
     if needed > available:
         raise ConfigError(f"the training step needs {needed / 2**30:.1f} GiB of memory per "
                           f"device, {available / 2**30:.1f} GiB are available; lower "
-                          f"--meta-batch {cfg.meta_batch} (or --inner-batch, --devices more)")
+                          f"--meta-batch {cfg.meta_batch} (or --inner-batch, --queries, "
+                          f"--inner-iters {cfg.inner_iters}; --devices more)")
 
 
 def _steps(cfg: Config) -> str:
     """The settings that size the steps, as flags, for divergence messages."""
-    outer = (f"--meta-step {cfg.meta_step}" if get_rule(cfg.algorithm).interpolates
-             else f"--outer-lr {cfg.outer_lr}")
+    rule = get_rule(cfg.algorithm)
+    outer = f"--meta-step {cfg.meta_step}" if rule.interpolates else f"--outer-lr {cfg.outer_lr}"
+    lam = rule.options.get("lam") if cfg.imaml_lambda is None else cfg.imaml_lambda
+    imaml = f", --imaml-lambda {lam}" if "lam" in rule.options else ""
     return (f"--inner-lr {cfg.inner_lr} ({cfg.inner_optimizer}, --loss-reduction "
-            f"{cfg.loss_reduction}) and {outer}")
+            f"{cfg.loss_reduction}{imaml}) and {outer}")
 
 
 def _last_checkpoint(checkpoints: Checkpoints) -> str:
@@ -325,6 +328,10 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
                 plot_run(rundir, missing_only=True)  # a run killed while plotting
             return {**finished, "already_complete": True}
         train_key, resumed_from = run.train_key, 0
+        if latest is not None and latest > cfg.meta_iters:
+            raise RunDirError(f"{rundir.path} holds a checkpoint at meta-iteration {latest}, "
+                              f"past this run's --meta-iters {cfg.meta_iters}: not this run's "
+                              "(choose another --run-dir)")
         if latest is not None:
             state, train_key, resumed_from = checkpoints.restore(state, train_key)
         start = time.perf_counter()

@@ -84,5 +84,10 @@ class SineTasks(NamedTuple):
 def mse(predict, params, batch: dict[str, jax.Array],
         reduce: Callable[[jax.Array], jax.Array] = jnp.mean) -> jax.Array:
     """Squared error of `predict(params, x)` against `batch["y"]`, reduced by `reduce`
-    (default: the mean squared error)."""
-    return reduce((predict(params, batch["x"]) - batch["y"]) ** 2)
+    (default: the mean squared error). The prediction and `batch["y"]` must have the same
+    shape (a [n] target against a [n, 1] prediction would broadcast to [n, n])."""
+    pred = predict(params, batch["x"])
+    if jnp.shape(pred) != jnp.shape(batch["y"]):
+        raise ValueError(f"mse: the prediction has shape {jnp.shape(pred)} and batch['y'] "
+                         f"{jnp.shape(batch['y'])}; they must be equal")
+    return reduce((pred - batch["y"]) ** 2)
