@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import pkgutil
 from typing import Any
 
 __version__ = "0.1.0"
@@ -40,7 +41,7 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         module = importlib.import_module(_EXPORTS[name])
         value = module if module.__name__ == f"fometa.{name}" else getattr(module, name)
-    elif importlib.util.find_spec(f"fometa.{name}") is not None:
+    elif name.isidentifier() and importlib.util.find_spec(f"fometa.{name}") is not None:
         value = importlib.import_module(f"fometa.{name}")
     else:
         raise AttributeError(f"module 'fometa' has no attribute {name!r}")
@@ -49,4 +50,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, *(m.name for m in pkgutil.iter_modules(__path__))})

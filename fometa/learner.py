@@ -13,8 +13,8 @@ import optax
 from fometa import learned_lr
 from fometa import per_step as stepwise
 from fometa.algorithms import ALGORITHMS, Algorithm, get_rule, meta_gradient, rule_options
-from fometa.inner import (InnerOpt, LossFn, Params, all_finite, as_optimizer, inner_loop,
-                          inner_path, leading_size, num_steps)
+from fometa.inner import (InnerOpt, LossFn, Params, all_finite, as_optimizer, concrete,
+                          inner_loop, inner_path, leading_size, num_steps)
 from fometa.partition import Mask, only
 from fometa.tasks.base import Task
 
@@ -56,7 +56,12 @@ def reptile_outer(meta_step: float, meta_iters: int | None = None,
     """
     for name, value in (("meta_step", meta_step), ("final_meta_step", final_meta_step)):
         positive = name == "meta_step"
-        if not _real(value) or not math.isfinite(value) or value < 0 or (positive and not value):
+        try:  # a number or a 0-d array; None where it is traced (a sweep under vmap)
+            known = concrete(value) if jnp.ndim(value) == 0 else math.nan
+        except (TypeError, ValueError):
+            known = math.nan
+        if known is not None and not (math.isfinite(known) and known >= 0
+                                      and (known > 0 or not positive)):
             raise ValueError(f"reptile_outer's {name} must be a finite number "
                              f"{'> 0' if positive else '>= 0'}, got {value!r}")
     if meta_iters is not None and not _whole(meta_iters, 1):
@@ -65,11 +70,6 @@ def reptile_outer(meta_step: float, meta_iters: int | None = None,
     if meta_iters is None:
         return optax.sgd(meta_step)
     return optax.sgd(optax.linear_schedule(meta_step, final_meta_step, meta_iters))
-
-
-def _real(value: Any) -> bool:
-    """Whether `value` is a plain real number (not a bool, not an array)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _whole(value: Any, least: int) -> bool:
@@ -235,8 +235,9 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
         opt = as_optimizer(inner_opt)
     if outer_opt is None:
         outer_opt = reptile_outer(0.1) if rule.interpolates else optax.adam(1e-3)
-    if not isinstance(outer_opt, optax.GradientTransformation):
-        raise TypeError(f"outer_opt must be an optax.GradientTransformation (e.g. "
+    if not (callable(getattr(outer_opt, "init", None))
+            and callable(getattr(outer_opt, "update", None))):  # optax.MultiSteps is no tuple
+        raise TypeError(f"outer_opt must be an optax optimizer (init and update, e.g. "
                         f"optax.adam(1e-3)), got {type(outer_opt).__name__}")
     inner_trainable = trainable if inner_trainable is None else inner_trainable
     if inner_trainable is not None:

@@ -1,6 +1,7 @@
 """Every failure a user can cause is one line on stderr and exit status 2 (or a clear
 ValueError from the library), and nothing non-finite is ever written."""
 
+import importlib.util
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from fometa.errors import CheckpointError
 from fometa.learner import all_finite
 from fometa.run import load_run, resolve, setup
 from fometa.run.cli import main
-from fometa.run.training import evaluate_run
+from fometa.run.training import _steps, evaluate_run
 
 # One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
 pytestmark = pytest.mark.xdist_group("user_errors")
@@ -193,8 +194,20 @@ def test_an_unopenable_lock_and_a_foreign_checkpoint_are_one_line(finished, tmp_
     assert "meta-iteration 200, past this run's --meta-iters 100" in err
 
 
+CUDA_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin")
+
+
+def test_a_divergence_names_the_algorithms_own_step_sizes():
+    """The divergence message's list of settings (`_steps`) holds iMAML's options."""
+    assert ", --imaml-lambda 0.001, --cg-steps 5)" in _steps(
+        resolve("sine", algorithm="imaml", imaml_lambda=1e-3))
+    assert "lambda" not in _steps(resolve("sine"))
+
+
 @pytest.mark.parametrize("platforms", ["bogus", "cuda"])
 def test_a_backend_jax_cannot_start_is_one_line(tmp_path, platforms):
+    if platforms == "cuda" and any(importlib.util.find_spec(m) for m in CUDA_PLUGINS):
+        pytest.skip("JAX may start CUDA here")
     proc = subprocess.run([sys.executable, "-m", "fometa", "train", "--meta-iters", "2",
                            "--run-dir", str(tmp_path / "run")], capture_output=True, timeout=300,
                           env={**os.environ, "JAX_PLATFORMS": platforms})
@@ -206,11 +219,9 @@ def test_a_backend_jax_cannot_start_is_one_line(tmp_path, platforms):
     (["train", "--run-dir", ""], "--run-dir '' is empty"),
     (["plot", "runs/x", "--out", " "], "--out ' ' is empty"),
     (["train", "--inner-lr", "1e-50"], "below float32's smallest normal number"),
-    (["train", "--eval-inner-batch", "3"], "--eval-inner-batch 3 applies to classification"),
 ])
 def test_values_that_would_silently_mean_something_else_are_one_line(cli_error, argv, words):
-    """An empty path fell back to a default one; a rate that is 0 in float32 trained as
-    0; an evaluation batch that sine never reads was recorded as if used."""
+    """An empty path fell back to a default one; a rate that is 0 in float32 trained as 0."""
     short = ["--meta-iters", "2", "--eval-tasks", "2", "--no-progress", "--no-plots"]
     assert words in cli_error(argv + short * (argv[0] == "train"))
 
@@ -244,6 +255,19 @@ try:
 except KeyboardInterrupt:
     print("raised")
 """
+
+
+def test_the_entry_point_and_the_package_load_no_jax():
+    """What the Ctrl-C hold rests on: `fometa.__main__` (and `import fometa`) import no JAX
+    before `console` runs; the lazy names are the modules' own objects."""
+    code = ("import sys, fometa.__main__; assert 'jax' not in sys.modules, 'jax'; "
+            "from fometa import *; import fometa, fometa.algorithms, fometa.learner; "
+            "assert maml_grad is fometa.algorithms.maml_grad; "
+            "assert meta_learner is fometa.learner.meta_learner; "
+            "assert all(getattr(fometa, n) is not None for n in fometa.__all__); print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr
 
 
 def test_ctrl_c_swallowed_by_a_gc_callback_is_raised_again():
@@ -365,13 +389,40 @@ def test_meta_learner_names_the_algorithm_and_the_outer_optimizer():
     with pytest.raises(ValueError, match="^'maml' needs a query batch"):  # not Rule(grad=...)
         learner.step(state, fometa.Task(jax.tree_util.tree_map(lambda a: a[None], _batch(2)),
                                         None))
-    with pytest.raises(TypeError, match="outer_opt must be an optax.GradientTransformation.*float"):
+    with pytest.raises(TypeError, match="outer_opt must be an optax optimizer .*float"):
         fometa.meta_learner("maml", QUADRATIC, 0.1, outer_opt=0.1)
     for steps in ((1.5,), jnp.array([1, 2]), (-1, 1)):  # a float, an array, a negative count
         with pytest.raises(ValueError, match="must be whole numbers that increase from 0"):
             learner.adapt(state, _batch(2), steps=steps)
     np.testing.assert_allclose(learner.adapt(state, _batch(2), steps=np.array([0, 2]))["w"],
                                [1.5, learner.adapt(state, _batch(2))["w"]], rtol=1e-6)
+
+
+def test_reptile_outer_takes_arrays_and_traced_steps_as_numbers():
+    """A 0-d array is the number it holds; a traced one (a sweep) is not checked."""
+    grad = jnp.ones(3)
+    step = lambda eps: fometa.reptile_outer(eps, 100).update(
+        grad, fometa.reptile_outer(eps, 100).init(jnp.zeros(3)))[0]
+    np.testing.assert_allclose(step(jnp.array(0.1)), step(0.1))
+    np.testing.assert_allclose(jax.vmap(step)(jnp.array([0.1, 0.2])), [-0.1 * grad, -0.2 * grad],
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="meta_step must be a finite number > 0"):
+        fometa.reptile_outer(jnp.array(-0.1))
+
+
+def test_meta_learner_takes_an_outer_optimizer_that_is_no_gradient_transformation():
+    """optax.MultiSteps has init and update without being a GradientTransformation: the
+    outer step applies every second call."""
+    learner = fometa.meta_learner("fomaml", QUADRATIC, 0.1,
+                                  outer_opt=optax.MultiSteps(optax.sgd(1.0), 2))
+    task = fometa.Task(jax.tree_util.tree_map(lambda a: a[None], _batch(2)),
+                       {"a": jnp.ones((1,)), "c": jnp.ones((1,))})
+    state = learner.init({"w": jnp.array(0.0)})
+    seen = []
+    for _ in range(4):
+        state, _ = learner.step(state, task)
+        seen.append(float(state.params["w"]))
+    assert seen[0] == 0.0 and seen[1] != 0.0 and seen[2] == seen[1] and seen[3] != seen[2]
 
 
 @pytest.mark.parametrize("args, words", [

@@ -199,9 +199,6 @@ def check_sine(cfg) -> None:
     if cfg.ways is not None:
         raise ConfigError(f"--ways {cfg.ways} does not apply to the sine dataset (regression); "
                           "leave it out")
-    if cfg.eval_inner_batch is not None:
-        raise ConfigError(f"--eval-inner-batch {cfg.eval_inner_batch} applies to classification "
-                          "tasks; a sine evaluation step takes all of its --shots points")
     if cfg.sine_on_grid and cfg.train_shots is None:
         raise ConfigError("sine tasks on the grid need train-shots (the grid size)")
 

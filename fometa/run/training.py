@@ -29,12 +29,12 @@ from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
 from fometa.run.interrupt import StopRequest, TrainingInterrupted
 from fometa.run.loop import loop_runner
 from fometa.run.plots import plot_run
-from fometa.run.problems import (Problem, learned_rates, make_learner, make_problem,
-                                 matmul_precision, tasks_at_once, uses_remat)
+from fometa.run.problems import (ALGORITHM_OPTIONS, Problem, learned_rates, make_learner,
+                                 make_problem, matmul_precision, tasks_at_once, uses_remat)
 from fometa.run import report
 from fometa.run.report import Reporter
 from fometa.run.rundir import RunDir
-from fometa.run.settings import Config, check, evaluation_settings
+from fometa.run.settings import Config, check, evaluation_settings, flag
 from fometa.sharding import (Mesh, check_divisible, device_names, replicate, replicate_data,
                              select_devices, task_mesh)
 
@@ -191,10 +191,11 @@ def _steps(cfg: Config) -> str:
     """The settings that size the steps, as flags, for divergence messages."""
     rule = get_rule(cfg.algorithm)
     outer = f"--meta-step {cfg.meta_step}" if rule.interpolates else f"--outer-lr {cfg.outer_lr}"
-    lam = rule.options.get("lam") if cfg.imaml_lambda is None else cfg.imaml_lambda
-    imaml = f", --imaml-lambda {lam}" if "lam" in rule.options else ""
+    given = {option: getattr(cfg, name) for option, name in ALGORITHM_OPTIONS.items()}
+    options = "".join(f", {flag(ALGORITHM_OPTIONS[o])} {v if given[o] is None else given[o]}"
+                      for o, v in rule.options.items() if o in ALGORITHM_OPTIONS)
     return (f"--inner-lr {cfg.inner_lr} ({cfg.inner_optimizer}, --loss-reduction "
-            f"{cfg.loss_reduction}{imaml}) and {outer}")
+            f"{cfg.loss_reduction}{options}) and {outer}")
 
 
 def _last_checkpoint(checkpoints: Checkpoints) -> str:
