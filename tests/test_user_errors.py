@@ -23,9 +23,9 @@ from synthetic import write_mini
 
 import fometa
 import fometa.run.checkpoint as checkpoint_module
-from fometa.errors import CheckpointError
+from fometa.errors import CheckpointError, ConfigError
 from fometa.learner import all_finite
-from fometa.run import load_run, resolve, setup
+from fometa.run import load_run, make_problem, resolve, setup, summarize
 from fometa.run.cli import main
 from fometa.run.training import _steps, evaluate_run
 
@@ -195,6 +195,20 @@ def test_an_unopenable_lock_and_a_foreign_checkpoint_are_one_line(finished, tmp_
 
 
 CUDA_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin")
+
+
+def test_a_problem_whose_metric_and_results_disagree_is_refused():
+    """results.json labelled the mse of a problem with metric "acc" as "acc"; a metric_fn
+    output that its results mapping does not name was a KeyError after training."""
+    cfg = resolve("sine", meta_iters=2)
+    sine = make_problem(cfg)
+    for bad, words in ((sine._replace(metric="acc"), "metric 'acc' must be reported as 'eval'"),
+                       (sine._replace(results={"mse": "eval", "x": "final"}), "\\['final'\\]")):
+        with pytest.raises(ConfigError, match=words):
+            setup(cfg, bad)
+    with pytest.raises(ConfigError, match=r"returns \['other'\], which its results mapping"):
+        summarize(sine, {"mse": np.ones(3), "other": np.ones(3)})
+    assert summarize(sine, {"mse": np.array([1.0, 3.0])})["eval"]["metric"] == "mse"
 
 
 def test_a_divergence_names_the_algorithms_own_step_sizes():

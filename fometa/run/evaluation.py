@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fometa.errors import ConfigError
 from fometa.learner import MetaLearner, MetaState, evaluate
 from fometa.run.problems import Problem, bound
 from fometa.sharding import (Mesh, mesh_size, replicate, replicate_data, replicated,
@@ -128,6 +129,10 @@ def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key
 def summarize(problem: Problem, values: dict[str, np.ndarray], **extra) -> dict[str, Any]:
     """results.json's evaluation entries, one per metric under the key `problem.results`
     gives it ("eval", "eval_transductive"): the metric's mean, ci95 and task count."""
+    unnamed = sorted(set(values) - set(problem.results))
+    if unnamed:
+        raise ConfigError(f"the problem's metric_fn returns {unnamed}, which its results "
+                          f"mapping {dict(problem.results)} does not name")
     out = {}
     for name, v in values.items():
         mean, ci95 = mean_ci95(v)

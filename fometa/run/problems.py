@@ -43,7 +43,8 @@ class Problem(NamedTuple):
     metric_fn(params, query) -> {name: scalar} after adaptation.
     metric: the main metric's name ("mse", "accuracy"), a key of metric_fn's output.
     results: for each of metric_fn's outputs, its entry in results.json ("eval" for the
-        main metric, "eval_<mode>" for variants such as the transductive accuracy).
+        main metric, "eval_<mode>" for variants such as the transductive accuracy; a run's
+        set-up refuses other mappings, `check_problem`).
     illustrate(adapt, params, key) -> `Illustration` of one evaluation task (jittable),
         where `adapt(support, steps, each)` adapts the meta-learned initialisation as
         `MetaLearner.adapt` does; None: no such figure.
@@ -77,6 +78,22 @@ class Problem(NamedTuple):
     whole_support_batches: bool = False
     data: Any = None
     with_data: Callable[[Any], Problem] | None = None
+
+
+def check_problem(problem: Problem) -> Problem:
+    """`problem` if its `metric` and `results` agree (the main metric is reported as
+    "eval", every other output as "eval_<mode>"), else a one-line ConfigError: results.json
+    would label one metric's numbers with another's name."""
+    entries = dict(problem.results)
+    if entries.get(problem.metric) != "eval":
+        raise ConfigError(f"the problem's metric {problem.metric!r} must be reported as "
+                          f"'eval' in its results mapping, which is {entries}")
+    others = [e for n, e in entries.items() if n != problem.metric and not (
+        isinstance(e, str) and e.startswith("eval_"))]
+    if others:
+        raise ConfigError(f"the problem's results {others} must be 'eval_<mode>' entries "
+                          f"(only {problem.metric!r} is 'eval')")
+    return problem
 
 
 def bound(problem: Problem, data: Any) -> Problem:

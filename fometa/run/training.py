@@ -29,8 +29,9 @@ from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
 from fometa.run.interrupt import StopRequest, TrainingInterrupted
 from fometa.run.loop import loop_runner
 from fometa.run.plots import plot_run
-from fometa.run.problems import (ALGORITHM_OPTIONS, Problem, learned_rates, make_learner,
-                                 make_problem, matmul_precision, tasks_at_once, uses_remat)
+from fometa.run.problems import (ALGORITHM_OPTIONS, Problem, check_problem, learned_rates,
+                                 make_learner, make_problem, matmul_precision, tasks_at_once,
+                                 uses_remat)
 from fometa.run import report
 from fometa.run.report import Reporter
 from fometa.run.rundir import RunDir
@@ -61,7 +62,7 @@ def seed_key(seed: int) -> jax.Array:
 def setup(cfg: Config, problem: Problem | None = None) -> Setup:
     """The problem (default: `make_problem(cfg)`), learner and keys of a run (shared by
     `train` and `evaluate_run`)."""
-    problem = make_problem(cfg) if problem is None else problem
+    problem = check_problem(make_problem(cfg) if problem is None else problem)
     learner = make_learner(cfg, problem)
     init_key, train_key, eval_key = jax.random.split(seed_key(cfg.seed), 3)
     return Setup(problem, learner, init_key, train_key, eval_key)
