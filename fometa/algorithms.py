@@ -16,8 +16,6 @@ implicit meta-gradient by conjugate gradient on Hessian-vector products.
 from __future__ import annotations
 
 import inspect
-import math
-from numbers import Integral
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
@@ -25,8 +23,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fometa.inner import (Batch, InnerOpt, LossFn, Params, all_finite, as_optimizer, concrete,
-                          check_support_and_query, inner_loop, inner_path, start_state)
+from fometa.inner import (Batch, InnerOpt, LossFn, Params, all_finite, as_optimizer,
+                          check_positive, check_support_and_query, inner_loop, inner_path,
+                          start_state, whole)
 
 # run_inner(params, support=None, state=None, loss=None, each=None) -> (adapted params,
 # final inner optimizer state, loss before each step [steps]): the inner loop from `params`
@@ -165,16 +164,12 @@ def _imaml(loss_fn: LossFn, run_inner: InnerRun, params: Params, support: Batch,
     if not steps:
         raise ValueError("imaml needs at least one inner step: H is the support loss's "
                          "Hessian, averaged over the support's batches, and there are none")
-    if (isinstance(cg_steps, bool) or not isinstance(cg_steps, Integral) or cg_steps < 1):
+    if not whole(cg_steps, 1):
         raise ValueError(f"cg_steps must be a Python integer >= 1, not {cg_steps!r}")
-    value = concrete(lam)  # None where lam is traced (a sweep under jit/vmap)
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise ValueError(f"lam (the proximal regularisation) must be a finite number > 0, "
-                         f"not {lam!r}")
+    check_positive(lam, "lam (the proximal regularisation)")
     batches = steps  # how many of the support's last batches H averages over
     if hessian_batches is not None:
-        if (isinstance(hessian_batches, bool) or not isinstance(hessian_batches, Integral)
-                or not 1 <= hessian_batches <= steps):
+        if not (whole(hessian_batches, 1) and hessian_batches <= steps):
             raise ValueError(f"hessian_batches must be a Python integer from 1 to the "
                              f"{steps} support batches, or None (all), not {hessian_batches!r}")
         batches = int(hessian_batches)
@@ -261,18 +256,19 @@ def check_differentiable(opt: optax.GradientTransformation, params: Params) -> N
         if traced.jaxpr.in_avals:
             return  # it closes over traced values (the optimizer's hyperparameters): no probe
         value, derivative = (bool(f) for f in traced.lower().compile()())
+    if value and derivative:
+        return
     dtypes = " and ".join(sorted({str(jnp.result_type(x))
                                   for x in jax.tree_util.tree_leaves(params)}))
     if not value:
         raise ValueError("inner_opt's update is not finite (NaN or inf) at a zero gradient, "
                          "from its initial state: look at its hyperparameters (a NaN or "
                          f"infinite learning rate, an eps that is 0 in the params' {dtypes})")
-    if not derivative:
-        raise ValueError("inner_opt's update has a non-finite derivative at a zero gradient "
-                         "(Adam: sqrt(nu) at nu = 0), so this second-order meta-gradient "
-                         "would be NaN; give it eps_root > 0, e.g. optax.adam(lr, "
-                         "eps_root=1e-8), large enough not to round to 0 in the params' "
-                         f"{dtypes}")
+    raise ValueError("inner_opt's update has a non-finite derivative at a zero gradient "
+                     "(Adam: sqrt(nu) at nu = 0), so this second-order meta-gradient "
+                     "would be NaN; give it eps_root > 0, e.g. optax.adam(lr, "
+                     "eps_root=1e-8), large enough not to round to 0 in the params' "
+                     f"{dtypes}")
 
 
 def meta_gradient(algorithm: Algorithm, loss_fn: LossFn, params: Params, support: Batch,

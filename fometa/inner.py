@@ -28,19 +28,30 @@ def as_optimizer(inner_opt: InnerOpt) -> optax.GradientTransformation:
     if isinstance(inner_opt, numbers.Real) or (
             isinstance(inner_opt, (jax.Array, np.ndarray)) and np.ndim(inner_opt) == 0
             and jnp.issubdtype(inner_opt.dtype, jnp.number)):
-        value = concrete(inner_opt)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"the inner learning rate must be a finite number > 0, got "
-                             f"{value!r}")
+        check_positive(inner_opt, "the inner learning rate")
         return optax.sgd(inner_opt)
     raise TypeError("inner_opt must be an optax.GradientTransformation or a float "
                     f"learning rate, got {type(inner_opt).__name__}")
 
 
-def concrete(value: Any) -> float | None:
-    """A real scalar's value where it is known before tracing (a number, a concrete 0-d
-    array), else None (a tracer: a hyperparameter under `jit`/`vmap`, checked by no one)."""
-    return None if isinstance(value, jax.core.Tracer) else float(value)
+def check_positive(value: Any, what: str, zero_ok: bool = False) -> None:
+    """A ValueError naming `what` unless `value` (a number or a 0-d array) is finite and > 0
+    (>= 0 with `zero_ok`); a traced value (a hyperparameter swept under `jit`/`vmap`) is not
+    known, and not checked."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    try:
+        known = float(value) if np.ndim(value) == 0 else math.nan
+    except (TypeError, ValueError):
+        known = math.nan
+    if not (math.isfinite(known) and (known >= 0 if zero_ok else known > 0)):
+        raise ValueError(f"{what} must be a finite number {'>= 0' if zero_ok else '> 0'}, "
+                         f"got {value!r}")
+
+
+def whole(value: Any, least: int) -> bool:
+    """Whether `value` is an integer (not a bool) of at least `least`."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
 
 
 def all_finite(tree: Any) -> jax.Array:

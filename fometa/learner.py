@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -13,8 +11,9 @@ import optax
 from fometa import learned_lr
 from fometa import per_step as stepwise
 from fometa.algorithms import ALGORITHMS, Algorithm, get_rule, meta_gradient, rule_options
-from fometa.inner import (InnerOpt, LossFn, Params, all_finite, as_optimizer, concrete,
-                          inner_loop, inner_path, leading_size, num_steps)
+from fometa.inner import (InnerOpt, LossFn, Params, all_finite, as_optimizer,
+                          check_positive, inner_loop, inner_path, leading_size, num_steps,
+                          whole)
 from fometa.partition import Mask, only
 from fometa.tasks.base import Task
 
@@ -54,27 +53,14 @@ def reptile_outer(meta_step: float, meta_iters: int | None = None,
     `meta_iters`, eps anneals linearly from `meta_step` to `final_meta_step` over that many
     meta-iterations, as in the paper's code.
     """
-    for name, value in (("meta_step", meta_step), ("final_meta_step", final_meta_step)):
-        positive = name == "meta_step"
-        try:  # a number or a 0-d array; None where it is traced (a sweep under vmap)
-            known = concrete(value) if jnp.ndim(value) == 0 else math.nan
-        except (TypeError, ValueError):
-            known = math.nan
-        if known is not None and not (math.isfinite(known) and known >= 0
-                                      and (known > 0 or not positive)):
-            raise ValueError(f"reptile_outer's {name} must be a finite number "
-                             f"{'> 0' if positive else '>= 0'}, got {value!r}")
-    if meta_iters is not None and not _whole(meta_iters, 1):
+    check_positive(meta_step, "reptile_outer's meta_step")
+    check_positive(final_meta_step, "reptile_outer's final_meta_step", zero_ok=True)
+    if meta_iters is not None and not whole(meta_iters, 1):
         raise ValueError(f"reptile_outer's meta_iters must be a whole number >= 1 or None, "
                          f"got {meta_iters!r}")
     if meta_iters is None:
         return optax.sgd(meta_step)
     return optax.sgd(optax.linear_schedule(meta_step, final_meta_step, meta_iters))
-
-
-def _whole(value: Any, least: int) -> bool:
-    """Whether `value` is a Python integer (not a bool) of at least `least`."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
 
 
 def _mean_over_tasks(tree):
@@ -188,26 +174,16 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
     if (first_order_iters or multi_step_iters) and not rule.second_order:
         raise ValueError(f"first_order_iters and multi_step_iters apply to second-order "
                          f"algorithms (maml, meta-sgd, anil), not {algorithm!r}")
-    if inner_steps is not None and not _whole(inner_steps, 1):
+    if inner_steps is not None and not whole(inner_steps, 1):
         raise ValueError(f"inner_steps must be a whole number >= 1 or None, got {inner_steps!r}")
-    if not _whole(first_order_iters, 0):
+    if not whole(first_order_iters, 0):
         raise ValueError(f"first_order_iters must be a whole number >= 0, got "
                          f"{first_order_iters!r}")
     if multi_step_iters is not None:
-        if not _whole(multi_step_iters, 1):
+        if not whole(multi_step_iters, 1):
             raise ValueError(f"multi_step_iters must be a whole number >= 1 (meta-iterations "
                              f"of annealing) or None, got {multi_step_iters!r}")
         rule_options(rule, {"step_weights": None})  # refused unless the rule takes them
-    if sequential_tasks and (per_step is not None or learn_inner_lr == "per-layer-step"):
-        # Their inner state counts a task's inner steps (value k at step k): a task that
-        # starts from the previous task's state would start at its count.
-        what = "per_step values" if per_step is not None else "per-layer-step learning rates"
-        raise ValueError(f"{what} are indexed by a task's inner step: they need each task to "
-                         "start its own inner loop (not sequential_tasks)")
-    if carry_inner_state and learn_inner_lr == "per-layer-step":
-        raise ValueError("per-layer-step learning rates are indexed by a task's inner step: "
-                         "they need each task to start its own inner loop (not "
-                         "carry_inner_state)")
     if per_step is not None:
         if not rule.second_order or first_order_iters or carry_inner_state:
             raise ValueError("per_step values are meta-learned through the inner loop: they "
@@ -215,6 +191,15 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                              "first_order_iters or carry_inner_state")
         if not inner_steps:
             raise ValueError("per_step needs inner_steps (how many values each leaf has)")
+    # Their inner state counts a task's inner steps (value k at step k): a task that starts
+    # from a carried state (the previous task's, or meta-iteration's) would start at its count.
+    indexed = ("per_step values" if per_step is not None else
+               "per-layer-step learning rates" if learn_inner_lr == "per-layer-step" else None)
+    carried = ("sequential_tasks" if sequential_tasks else
+               "carry_inner_state" if carry_inner_state else None)
+    if indexed and carried:
+        raise ValueError(f"{indexed} are indexed by a task's inner step: they need each task "
+                         f"to start its own inner loop (not {carried})")
     if learn_inner_lr is not None:
         learned_lr.check_kind(learn_inner_lr)
         if isinstance(inner_opt, optax.GradientTransformation):
@@ -319,7 +304,7 @@ def meta_learner(algorithm: Algorithm, loss_fn: LossFn, inner_opt: InnerOpt,
                                        unroll)
             return model_params(adapted)
         steps = tuple(steps)
-        if (not steps or not all(_whole(k, 0) for k in steps)
+        if (not steps or not all(whole(k, 0) for k in steps)
                 or list(steps) != sorted(set(steps)) or steps[-1] > num_steps(support)):
             raise ValueError(f"steps {steps} must be whole numbers that increase from 0 or "
                              f"more and end at most at the support's {num_steps(support)} "

@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in PATH_ARGUMENTS:  # "" would fall back to a default path, or to "."
             if getattr(args, name, None) is not None and not getattr(args, name).strip():
-                raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)!r} is "
-                                  "empty: name a path, or leave the flag out")
+                raise ConfigError(f"{flag(name)} {getattr(args, name)!r} is empty: name a "
+                                  "path, or leave the flag out")
         with warnings.catch_warnings():  # restores the caller's warning display on exit
             warnings.showwarning = _one_line_warning
             return COMMANDS[args.command](args)

@@ -466,6 +466,14 @@ def learned_rates(cfg) -> str | None:
     return cfg.learn_inner_lr or get_rule(cfg.algorithm).learn_inner_lr
 
 
+def given_options(cfg) -> dict[str, Any]:
+    """The options of `cfg`'s algorithm (`Rule.options`) that its settings give
+    (`ALGORITHM_OPTIONS`): those set, not None."""
+    rule = get_rule(cfg.algorithm)
+    return {option: getattr(cfg, name) for option, name in ALGORITHM_OPTIONS.items()
+            if option in rule.options and getattr(cfg, name) is not None}
+
+
 def algorithm_options(cfg, problem: Problem) -> dict[str, Any]:
     """The options a run of `cfg` on `problem` passes to its algorithm's rule
     (`Rule.options`): those its settings give (`ALGORITHM_OPTIONS`), and iMAML's
@@ -474,8 +482,7 @@ def algorithm_options(cfg, problem: Problem) -> dict[str, Any]:
     each has the same Hessian, and the mean over all of them would repeat one
     Hessian-vector product `inner_iters` times per CG step."""
     rule = get_rule(cfg.algorithm)
-    options = {option: getattr(cfg, name) for option, name in ALGORITHM_OPTIONS.items()
-               if option in rule.options and getattr(cfg, name) is not None}
+    options = given_options(cfg)
     if "hessian_batches" in rule.options and problem.whole_support_batches:
         options["hessian_batches"] = 1
     return options

@@ -91,6 +91,12 @@ def _is_evaluation(entry: Any) -> bool:
             and isinstance(entry.get("tasks"), int) and isinstance(entry.get("metric"), str))
 
 
+def _evaluations(entries: dict[str, Any]) -> bool:
+    """Whether every entry named "eval..." (results.json's, an evaluation line's) is an
+    evaluation."""
+    return all(_is_evaluation(v) for k, v in entries.items() if k.startswith("eval"))
+
+
 def _is_metrics_line(entry: Any) -> bool:
     """Whether `entry` is a line of metrics.jsonl as `Metrics` writes them: a training
     line's values are numbers, an evaluation line's entries evaluations."""
@@ -100,7 +106,7 @@ def _is_metrics_line(entry: Any) -> bool:
     if entry.get("kind") == TRAIN:
         return all(_number(v) for v in rest.values())
     if entry.get("kind") == EVALUATION:
-        return all(_is_evaluation(v) for k, v in rest.items() if k.startswith("eval"))
+        return _evaluations(rest)
     return True  # another kind: left to its reader
 
 
@@ -340,8 +346,7 @@ class RunDir:
         results = _read_json(self.file(RESULTS))
         if results is not None and not (
                 isinstance(results, dict) and _is_evaluation(results.get("eval"))
-                and all(_is_evaluation(v) for k, v in results.items() if k.startswith("eval_"))
-                and isinstance(results.get("meta_iterations"), int)):
+                and _evaluations(results) and isinstance(results.get("meta_iterations"), int)):
             raise RunDirError(f"{self.file(RESULTS)} is not a finished run's results (no "
                               "complete evaluation); delete it to have it written again")
         return results

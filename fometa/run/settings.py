@@ -431,16 +431,15 @@ def check_algorithm(cfg: Config) -> None:
         other = "--first-order-iters" if cfg.first_order_iters else "--carry-inner-state"
         raise ConfigError(f"--per-step-bn values are learned through the inner loop: not with "
                           f"{other}")
-    stepwise = ["--per-step-bn"] * bool(cfg.per_step_bn) + [
-        "--learn-inner-lr per-layer-step"] * (cfg.learn_inner_lr == "per-layer-step")
-    if stepwise and cfg.task_order == "sequential":
-        raise ConfigError(f"{stepwise[0]} takes a value per inner step of each task: not with "
-                          f"--task-order sequential (a task would start at the previous one's "
-                          f"step count)")
-    if cfg.learn_inner_lr == "per-layer-step" and cfg.carry_inner_state:
-        raise ConfigError("--learn-inner-lr per-layer-step takes a rate per inner step of each "
-                          "task: not with --carry-inner-state (a task would start at the "
-                          "previous meta-iteration's step count)")
+    # (--per-step-bn with --carry-inner-state is refused above.)
+    indexed = ("--per-step-bn" if cfg.per_step_bn else "--learn-inner-lr per-layer-step"
+               if cfg.learn_inner_lr == "per-layer-step" else None)
+    carried = ("--task-order sequential" if cfg.task_order == "sequential" else
+               "--carry-inner-state" if cfg.carry_inner_state else None)
+    if indexed and carried:
+        raise ConfigError(f"{indexed} takes a value per inner step of each task: not with "
+                          f"{carried} (a task would start at the step count of the state it "
+                          "is handed)")
     if learned_rates(cfg) and cfg.inner_optimizer != "sgd":
         raise ConfigError(f"learned inner learning rates scale plain gradient steps: "
                           f"--inner-optimizer {cfg.inner_optimizer} must be sgd")

@@ -29,9 +29,9 @@ from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
 from fometa.run.interrupt import StopRequest, TrainingInterrupted
 from fometa.run.loop import loop_runner
 from fometa.run.plots import plot_run
-from fometa.run.problems import (ALGORITHM_OPTIONS, Problem, check_problem, learned_rates,
-                                 make_learner, make_problem, matmul_precision, tasks_at_once,
-                                 uses_remat)
+from fometa.run.problems import (ALGORITHM_OPTIONS, Problem, check_problem, given_options,
+                                 learned_rates, make_learner, make_problem, matmul_precision,
+                                 tasks_at_once, uses_remat)
 from fometa.run import report
 from fometa.run.report import Reporter
 from fometa.run.rundir import RunDir
@@ -192,9 +192,9 @@ def _steps(cfg: Config) -> str:
     """The settings that size the steps, as flags, for divergence messages."""
     rule = get_rule(cfg.algorithm)
     outer = f"--meta-step {cfg.meta_step}" if rule.interpolates else f"--outer-lr {cfg.outer_lr}"
-    given = {option: getattr(cfg, name) for option, name in ALGORITHM_OPTIONS.items()}
-    options = "".join(f", {flag(ALGORITHM_OPTIONS[o])} {v if given[o] is None else given[o]}"
-                      for o, v in rule.options.items() if o in ALGORITHM_OPTIONS)
+    values = {**rule.options, **given_options(cfg)}
+    options = "".join(f", {flag(name)} {values[o]}" for o, name in ALGORITHM_OPTIONS.items()
+                      if o in rule.options)
     return (f"--inner-lr {cfg.inner_lr} ({cfg.inner_optimizer}, --loss-reduction "
             f"{cfg.loss_reduction}{options}) and {outer}")
 

@@ -3,18 +3,12 @@ name (top level and nested), to see where XLA:CPU's time goes."""
 import collections, gzip, json, sys, tempfile, time
 from pathlib import Path
 import jax
-from fometa.run import resolve, setup
-from fometa.run.training import Chunks, initial_state
-from fometa.sharding import task_mesh
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from preset_speed import synthetic_problem
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from built import built
 
 preset = sys.argv[1]
-cfg = resolve(preset=preset)
-run = setup(cfg, synthetic_problem(cfg, None))
-state = initial_state(cfg, run)
-chunks = Chunks(cfg, run, run.train_key, task_mesh())
-lowered = chunks._runner.lower(state, chunks._scalar(0), chunks._scalar(1))
+cfg, run, state, mesh, chunks, args = built(preset)
+lowered = chunks._runner.lower(*args)
 d = tempfile.mkdtemp()
 t0 = time.perf_counter()
 with jax.profiler.trace(d, create_perfetto_trace=True):

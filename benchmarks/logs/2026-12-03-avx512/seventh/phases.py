@@ -2,20 +2,13 @@
 cProfile of tracing+lowering (top functions by cumulative and own time)."""
 import cProfile, pstats, sys, time
 from pathlib import Path
-from fometa.run import resolve, setup
-from fometa.run.training import Chunks, initial_state
-from fometa.sharding import task_mesh
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from preset_speed import synthetic_problem
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from built import built
 
 preset = sys.argv[1]
 profile = len(sys.argv) > 2 and sys.argv[2] == "profile"
-cfg = resolve(preset=preset)
-run = setup(cfg, synthetic_problem(cfg, None))
-state = initial_state(cfg, run)
-chunks = Chunks(cfg, run, run.train_key, task_mesh())
+cfg, run, state, mesh, chunks, args = built(preset)
 runner = chunks._runner
-args = (state, chunks._scalar(0), chunks._scalar(1))
 prof = cProfile.Profile() if profile else None
 t0 = time.perf_counter()
 if prof: prof.enable()

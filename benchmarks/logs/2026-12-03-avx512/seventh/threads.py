@@ -3,18 +3,12 @@ in two threads (par), in a fresh process, no on-disk cache; wall seconds of the 
 python threads.py PRESET seq|par (from the repository root)."""
 import sys, threading, time
 from pathlib import Path
-from fometa.run import resolve, setup
-from fometa.run.training import Chunks, evaluation, initial_state
-from fometa.sharding import task_mesh
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from preset_speed import synthetic_problem
+from fometa.run.training import evaluation
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from built import built
 
 preset, mode = sys.argv[1], sys.argv[2]
-cfg = resolve(preset=preset)
-run = setup(cfg, synthetic_problem(cfg, None))
-state = initial_state(cfg, run)
-mesh = task_mesh()
-chunks = Chunks(cfg, run, run.train_key, mesh)
+cfg, run, state, mesh, chunks, _ = built(preset)
 evaluate = evaluation(cfg, run, mesh)
 times = {}
 def train():
