@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from fometa.matmul import matmul
+from fometa.models import check_input, check_widths
 
 ConvImpl = Literal["auto", "xla", "patch"]
 CONV_IMPLS: tuple[str, ...] = ("auto", "xla", "patch")
@@ -268,6 +269,8 @@ class OmniglotCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        check_widths(self, num_classes=(self.num_classes,), filters=(self.filters,))
+        check_input(self, x, 4, "[N, H, W, C]")
         x = _conv_blocks(x, self.filters, stride=2, conv=self.conv, pool=False)
         return _logits(x, self.num_classes)
 
@@ -285,5 +288,7 @@ class MiniImageNetCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        check_widths(self, num_classes=(self.num_classes,), filters=(self.filters,))
+        check_input(self, x, 4, "[N, H, W, C]")
         x = _conv_blocks(x, self.filters, stride=1, conv=self.conv, pool=True)
         return _logits(x, self.num_classes)

@@ -51,6 +51,11 @@ class DataWarning(UserWarning):
     """Something in the data was usable but not as expected (e.g. uneven class sizes)."""
 
 
+class RunWarning(UserWarning):
+    """A run went on without something it could not record (e.g. a figure's non-finite
+    data)."""
+
+
 def reporting(prog: str, run: Callable[[list[str]], int],
               argv: Sequence[str] | None = None) -> int:
     """`run(argv)` (default: the command line's arguments), with a `UserError` printed as

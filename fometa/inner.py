@@ -29,7 +29,8 @@ def as_optimizer(inner_opt: InnerOpt) -> optax.GradientTransformation:
             isinstance(inner_opt, (jax.Array, np.ndarray)) and np.ndim(inner_opt) == 0
             and jnp.issubdtype(inner_opt.dtype, jnp.number)):
         check_positive(inner_opt, "the inner learning rate")
-        return optax.sgd(inner_opt)
+        # A Fraction or NumPy scalar as a Python float: optax multiplies it with traced arrays.
+        return optax.sgd(float(inner_opt) if isinstance(inner_opt, numbers.Real) else inner_opt)
     raise TypeError("inner_opt must be an optax.GradientTransformation or a float "
                     f"learning rate, got {type(inner_opt).__name__}")
 
@@ -86,8 +87,15 @@ def num_steps(support: Batch) -> int:
 
 
 def check_loss(loss_fn: LossFn, params: Params, batch: Batch) -> jax.ShapeDtypeStruct:
-    """A ValueError (at trace time) unless `loss_fn(params, batch)` is a scalar; returns its
+    """A ValueError (at trace time) unless `params` are floating-point arrays, `batch` (one
+    inner step's) has examples and `loss_fn(params, batch)` is a float scalar; returns its
     shape and dtype."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            raise ValueError(f"params{jax.tree_util.keystr(path)} is {jnp.result_type(leaf)}: "
+                             "parameters must be floating-point arrays (the gradient is taken "
+                             "with respect to all of them)")
+    check_examples(batch, "support")
     out = jax.eval_shape(loss_fn, params, batch)
     if isinstance(out, tuple):
         raise ValueError("loss_fn must return a scalar; it returned a tuple (loss, aux?): pass "
@@ -95,12 +103,27 @@ def check_loss(loss_fn: LossFn, params: Params, batch: Batch) -> jax.ShapeDtypeS
     if getattr(out, "shape", None) != ():
         raise ValueError(f"loss_fn must return a scalar; it returned shape "
                          f"{getattr(out, 'shape', type(out).__name__)} (reduce it, e.g. its mean)")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(f"loss_fn must return a float; it returned {out.dtype} (a count or a "
+                         "comparison has no gradient)")
     return out
+
+
+def check_examples(batch: Batch, what: str) -> None:
+    """A ValueError unless every leaf of `batch` (one batch: examples on the leading axis)
+    that has an axis has at least one example: on none, a mean loss is NaN and its gradient
+    zero, so nothing would adapt or learn, silently."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(batch):
+        if jnp.ndim(leaf) and jnp.shape(leaf)[0] == 0:
+            raise ValueError(f"{what}{jax.tree_util.keystr(path)} has shape {jnp.shape(leaf)}: "
+                             "a batch with no examples")
 
 
 def check_support_and_query(support: Batch, query: Batch) -> None:
     """A ValueError if `support` lacks the leading axis of inner steps that `query` does not
-    have (leaves of the same tree path: support ndim = query ndim + 1)."""
+    have (leaves of the same tree path: support ndim = query ndim + 1), or if `query` has no
+    examples."""
+    check_examples(query, "query")
     s_leaves = jax.tree_util.tree_leaves_with_path(support)
     q_leaves = dict(jax.tree_util.tree_leaves_with_path(query))
     for path, leaf in s_leaves:

@@ -11,9 +11,9 @@ import optax
 from fometa import learned_lr
 from fometa import per_step as stepwise
 from fometa.algorithms import ALGORITHMS, Algorithm, get_rule, meta_gradient, rule_options
-from fometa.inner import (InnerOpt, LossFn, Params, all_finite, as_optimizer,
-                          check_positive, inner_loop, inner_path, leading_size, num_steps,
-                          whole)
+from fometa.inner import (InnerOpt, LossFn, Params, all_finite, as_optimizer, check_positive,
+                          check_support_and_query, inner_loop, inner_path, leading_size,
+                          num_steps, whole)
 from fometa.partition import Mask, only
 from fometa.tasks.base import Task
 
@@ -345,8 +345,10 @@ def evaluate(learner: MetaLearner, state: MetaState, tasks: Task,
     """Adapts to each task of a batch and returns `metric_fn(adapted, query)` for each
     (leaves [tasks]); with `steps`, the metric after each of those numbers of inner steps
     (leaves [tasks, len(steps)]), from one adaptation per task."""
-    if steps is None:
-        return jax.vmap(lambda t: metric_fn(learner.adapt(state, t.support), t.query))(tasks)
+    def one(t: Task):
+        check_support_and_query(t.support, t.query)
+        if steps is None:
+            return metric_fn(learner.adapt(state, t.support), t.query)
+        return learner.adapt(state, t.support, steps, lambda p: metric_fn(p, t.query))
 
-    return jax.vmap(lambda t: learner.adapt(state, t.support, steps,
-                                            lambda p: metric_fn(p, t.query)))(tasks)
+    return jax.vmap(one)(tasks)

@@ -19,6 +19,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 import pytest  # noqa: E402
 
 from fometa.run.cli import main  # noqa: E402
+from fometa.run.problems import DATASETS  # noqa: E402
 
 try:  # pytest >= 9: a node's id is a structured NodeId built from this string
     from _pytest.nodes import coerce_node_id  # noqa: E402
@@ -61,3 +62,12 @@ def cli_error(capsys, tmp_path, monkeypatch):
         return err
 
     return run
+
+
+@pytest.fixture
+def registered():
+    """Dataset names a test registers (`register_dataset`), removed again after it."""
+    names = []
+    yield names
+    for name in names:
+        DATASETS.pop(name, None)

@@ -6,6 +6,7 @@ decode the real Omniglot at most once per test session (session-scoped cache).
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import random
@@ -26,7 +27,7 @@ from fometa.data import mini_imagenet as mini_mod
 from fometa.data import omniglot as omni_mod
 from fometa.data.mini_imagenet import load_mini_imagenet_with_classes
 from fometa.data.omniglot import load_omniglot_characters, split_indices
-from synthetic import _colour, _png, _solid, write_mini, write_omniglot
+from synthetic import MINI, _colour, _png, _solid, write_mini, write_omniglot
 
 # One pytest-xdist worker runs this module: its module-scoped fixtures are built once.
 pytestmark = pytest.mark.xdist_group("data")
@@ -234,7 +235,10 @@ def test_split_errors(omniglot_dir, tmp_path):
     c = tmp_path / "c"
     with pytest.raises(DataError) as e:
         load_omniglot(omniglot_dir, cache_dir=c)  # defaults need 1623 characters
-    assert "1200+423=1623" in one_line_error(e) and "holds 10" in one_line_error(e)
+    assert "official 1623 characters; the data holds 10" in one_line_error(e)
+    with pytest.raises(DataError) as e:  # other data takes sizes; too many are refused
+        load_omniglot(omniglot_dir, sizes=(8, 3), cache_dir=c)
+    assert "8+3=11" in one_line_error(e) and "holds 10" in one_line_error(e)
     with pytest.raises(DataError) as e:
         load_omniglot(omniglot_dir, split="vinyals", cache_dir=c)
     assert "'vinyals'" in one_line_error(e) and "'paper'" in one_line_error(e)
@@ -521,12 +525,13 @@ def test_mini_imagenet_pixels(tmp_path):
     rng = np.random.default_rng(0)
     d = tmp_path / "mini"
     originals = {}
-    for split in ("train", "val", "test"):
-        (d / split / "n01").mkdir(parents=True)
+    for i, split in enumerate(("train", "val", "test")):
+        cls = d / split / f"n0{i}"  # the splits' classes are disjoint
+        cls.mkdir(parents=True)
         a = rng.integers(0, 256, (84, 84, 3), dtype=np.uint8)
-        Image.fromarray(a).save(d / split / "n01" / "a.png")
+        Image.fromarray(a).save(cls / "a.png")
         b = rng.integers(0, 256, (60, 70, 3), dtype=np.uint8)
-        Image.fromarray(b).convert("L").save(d / split / "n01" / "b.PNG")  # grayscale, smaller
+        Image.fromarray(b).convert("L").save(cls / "b.PNG")  # grayscale, smaller
         originals[split] = (a, b)
     data = load_mini_imagenet(d, cache_dir=tmp_path / "c")
     for split, (a, b) in originals.items():
@@ -718,3 +723,81 @@ def test_real_mini_imagenet_sample(real_cache, capsys):
     _report(capsys, f"real Mini-ImageNet sample: decode {first_s:.2f} s, cached load {cached_s:.3f} s")
     for split in ("train", "val", "test"):
         assert data[split].shape == (5, 60, 84, 84, 3) and data[split].dtype == np.uint8
+
+
+# --------------------------------------------------------------------------- what would be read wrongly
+
+def test_the_papers_split_needs_the_official_characters(monkeypatch):
+    """One character more shifted the seeded shuffle: 56 of 423 "paper" test characters
+    were training ones, silently."""
+    n = omni_mod.NUM_CHARACTERS + 1
+    monkeypatch.setattr(omni_mod, "load_omniglot_characters",
+                        lambda *a, **k: (np.zeros((n, 1, 28, 28), np.uint8), [""] * n))
+    with pytest.raises(DataError) as e:
+        load_omniglot("anywhere")
+    assert "official 1623 characters; the data holds 1624 (pass sizes=" in one_line_error(e)
+    assert len(load_omniglot("anywhere", sizes=(1200, 424))["test"]) == 424
+
+
+def _encoded(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("img, words", [
+    (Image.new("1", (105, 60), 1), "a 105x60 1 image"),  # was stretched to 28x28
+    (Image.new("1", (1, 1), 1), "a 1x1 1 image"),
+    (Image.new("RGBA", (105, 105), (0, 0, 0, 0)), "a 105x105 RGBA image"),  # strokes, all of it
+])
+def test_omniglot_takes_only_drawings_of_the_official_form(img, words):
+    with pytest.raises(DataError) as e:
+        omni_mod.decode_image(_encoded(img), "odd.png")
+    assert words in one_line_error(e) and "105x105 without transparency" in one_line_error(e)
+
+
+def test_an_encrypted_zip_entry_is_one_line(tmp_path, omniglot_spec):
+    folder = write_omniglot(tmp_path / "omniglot", omniglot_spec)
+    path = folder / "images_evaluation.zip"
+    raw = bytearray(path.read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local, central header
+        start = raw.index(signature)
+        raw[start + flags_at] |= 1  # "encrypted"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError) as e:
+        load_omniglot(folder, sizes=(2, 2), cache_dir=tmp_path / "c")
+    assert "encrypted" in one_line_error(e)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda rows: rows + [rows[1]], "is listed more than once for class"),
+    (lambda rows: rows[:1] + [("n0700000000.jpg", "n03")], "class 'n03' is in both the train and the test split"),
+])
+def test_mini_imagenet_splits_are_disjoint_and_list_each_image_once(tmp_path, edit, words):
+    """A test split that repeated the training classes was evaluated on them, and a row
+    listed twice was drawn as two examples, silently."""
+    data = write_mini(tmp_path / "mini")
+    name = "train.csv" if "listed" in words else "test.csv"
+    with open(data / name, newline="") as f:
+        rows = [tuple(r) for r in csv.reader(f)]
+    with open(data / name, "w", newline="") as f:
+        csv.writer(f).writerows(edit(rows))
+    with pytest.raises(DataError) as e:
+        load_mini_imagenet(data, cache_dir=tmp_path / "c")
+    assert words in one_line_error(e)
+
+
+def test_a_data_warning_is_given_again_when_the_data_comes_from_the_cache(tmp_path):
+    """The uneven classes' warning came only with the first, decoding load; runs and
+    evaluations after it used the truncated classes without a word."""
+    counts = {s: dict(c) for s, c in MINI.items()}
+    counts["test"]["n07"] = 3
+    data = write_mini(tmp_path / "mini", counts=counts)
+    said = []
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert load_mini_imagenet(data, cache_dir=tmp_path / "c")["test"].shape[1] == 3
+        said.append([str(w.message) for w in caught if w.category is DataWarning])
+    assert len(said[0]) == 1 and "keeping the first 3 images" in said[0][0]
+    assert said[1] == said[0]

@@ -1,11 +1,16 @@
 """Plots and the metric-against-inner-steps curve of a run."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
+from matplotlib.figure import Figure
+
+from fometa.errors import UserError
+from fometa.run import plots
 from fometa.run import (RunDir, chunk_runner, curve_steps, evaluate_run, evaluate_tasks, plot_runs,
                         resolve, setup, train)
 
@@ -60,6 +65,32 @@ def test_plot_runs_overlays_several_runs(runs, tmp_path):
     train_lines, eval_lines = RunDir(runs["long"][0]).read_metrics()
     assert [l["iteration"] for l in train_lines] == [1000, 2000, 3000]
     assert len(eval_lines) == 1 and eval_lines[0]["eval"]["metric"] == "mse"
+
+
+def test_plot_runs_shows_every_run_whole_and_one_metric_per_axis(runs, tmp_path, monkeypatch):
+    """The range came from the last run only (a 3,000-iteration run drawn off the axes by a
+    300-iteration one), and a second run's metric shared the first one's label."""
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, out: drawn.setdefault("axes", fig.axes))
+    plot_runs([runs["long"][0], runs["short"][0]], tmp_path / "both.png")
+    assert [ax.get_xlim()[1] for ax in drawn["axes"]] == [3000 * 1.05] * 2
+    other = tmp_path / "accuracy_run"
+    shutil.copytree(runs["short"][0], other)
+    metrics = other / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().replace('"metric": "mse"', '"metric": "accuracy"'))
+    with pytest.raises(UserError, match="different metrics .*accuracy_run: accuracy.*: plot "
+                                        "them separately"):
+        plot_runs([runs["long"][0], other], tmp_path / "mixed.png")
+
+
+def test_a_format_whose_writer_needs_a_program_is_one_line(runs, tmp_path, monkeypatch):
+    def no_tex(*args, **kwargs):
+        raise RuntimeError("'xelatex' not found; install it or change rcParams[...]\nmore")
+
+    monkeypatch.setattr(Figure, "savefig", no_tex)
+    with pytest.raises(UserError, match=r"cannot write .*curves.pgf: 'xelatex' not found; "
+                                        r"install it or change rcParams\[...\]$"):
+        plot_runs([runs["short"][0]], tmp_path / "curves.pgf")
 
 
 @pytest.mark.parametrize("inner_steps", [32, 6])  # recorded in stretches; at every step

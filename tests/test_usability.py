@@ -14,13 +14,12 @@ import optax
 import pytest
 
 import fometa
-from fometa.data import classes_from_labels, load_cifar_fs
+from fometa.data import DataError, classes_from_labels, load_cifar_fs
 from fometa.data.cifar_fs import TEST, VAL
 from fometa.run import (PRESETS, Problem, RunDir, chunk_memory, evaluator, load_run,
                         register_dataset, resolve, setup, train)
 from fometa.run.cli import main
 from fometa.run.plots import learning_curve_figure
-from fometa.run.problems import DATASETS
 from fometa.run.training import auto_chunk
 
 
@@ -179,15 +178,6 @@ def test_plots_read_well_for_one_chunk_and_many(tmp_path):
 
 # --- 6. a user's own problem through the run machinery ------------------------------------
 
-@pytest.fixture
-def registered():
-    """Dataset names a test registers, removed again after it."""
-    names = []
-    yield names
-    for name in names:
-        DATASETS.pop(name, None)
-
-
 def test_own_problem_trains_resumes_evaluates_and_plots(tmp_path, registered, capsys):
     model = fometa.MLP(hidden=(16,))
 
@@ -325,6 +315,18 @@ def test_cifar_fs_loader(tmp_path):
     np.testing.assert_array_equal(splits["val"][3, :, 0, 0, 2], [0, 1, 2, 3, 4, 0])
     assert not set(splits["train"][:, 0, 0, 0, 0].tolist()) & set(
         splits["test"][:, 0, 0, 0, 0].tolist())
+
+
+@pytest.mark.parametrize("content", [[1, 2], None, b"cnosuchmodule\nFoo\n(tR."])
+def test_a_damaged_cifar_pickle_is_one_line(tmp_path, content):
+    """A pickle that is not a dict, or whose loading raises (unpickling runs the file's
+    opcodes: any exception), was a traceback."""
+    data = write_cifar100(tmp_path / "cifar-100-python")
+    with open(data / "train", "wb") as f:
+        f.write(content) if isinstance(content, bytes) else pickle.dump(content, f)
+    with pytest.raises(DataError) as e:
+        load_cifar_fs(tmp_path, cache_dir=tmp_path / "cache")
+    assert str(e.value).count("\n") == 0 and "cifar-100-python" in str(e.value)
 
 
 def test_cifar_fs_trains_through_the_command(tmp_path, monkeypatch):

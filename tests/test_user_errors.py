@@ -326,6 +326,35 @@ def test_warnings_are_one_line_and_leave_the_callers_display(tmp_path, capsys, m
     assert any("n00: 7" in l for l in lines)
 
 
+def test_a_run_is_resumed_and_evaluated_knowing_its_own_data(tmp_path, monkeypatch, capsys):
+    """A run recorded no trace of its data: `fometa eval` or a resume with FOMETA_DATA_DIR
+    (or a relative --data-dir) pointing elsewhere used other images without a word."""
+    monkeypatch.setenv("FOMETA_CACHE_DIR", str(tmp_path / "cache"))
+    counts = lambda first: {s: {f"n{first + 10 * j + i:02d}": 8 for i in range(5)}
+                            for j, s in enumerate(("train", "val", "test"))}
+    ours = write_mini(tmp_path / "ours", "folders", sizes=((84, 84),), counts=counts(0))
+    other = write_mini(tmp_path / "other", "folders", sizes=((84, 84),), counts=counts(1))
+    run = tmp_path / "run"
+    argv = ["--dataset", "mini-imagenet", "--meta-iters", "2", "--log-every", "2",
+            "--meta-batch", "1", "--train-shots", "2", "--inner-iters", "1", "--inner-batch",
+            "2", "--eval-tasks", "2", "--eval-inner-iters", "1", "--no-progress", "--no-plots",
+            "--run-dir", str(run)]
+    assert main(["train", *argv, "--data-dir", str(ours)]) == 0
+    trained_on = json.loads((run / "config.json").read_text())["data"]
+    assert main(["eval", "--run-dir", str(run), "--data-dir", str(ours)]) == 0
+    assert json.loads((run / "eval.json").read_text())["data"] == trained_on
+    capsys.readouterr()
+    assert main(["eval", "--run-dir", str(run), "--data-dir", str(other)]) == 0  # may be meant
+    err = capsys.readouterr().err
+    assert err.startswith("fometa: warning: ") and "was trained on other data" in err, err
+    assert json.loads((run / "eval.json").read_text())["data"] not in (trained_on, None)
+    (run / "results.json").unlink()  # the last checkpoint is then resumed from
+    assert main(["train", *argv, "--data-dir", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run} was trained on other data (digest {trained_on} there" in err, err
+    assert err.count("\n") == 1
+
+
 def test_missing_tensorboardx_writes_nothing(tmp_path, monkeypatch, cli_error):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
     cli_error(["train", *SMALL, "--tensorboard", "--run-dir", str(tmp_path / "run")])

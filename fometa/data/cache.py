@@ -35,6 +35,7 @@ import numpy as np
 from fometa.errors import DataWarning, one_line
 
 META_KEY = "__meta__"
+WARNINGS_KEY = "__warnings__"  # the DataWarnings that decoding the entry gave: given again
 _TMP_SUFFIX = ".tmp"
 _STALE_TMP_S = 3600.0
 
@@ -64,9 +65,16 @@ def cached(cache_dir: Path, dataset: str, description: Mapping, names: Iterable[
     path = entry_path(cache_dir, dataset, key)
     hit = load(path, meta, names)
     if hit is not None:
+        for message in hit.pop(WARNINGS_KEY, ()):  # what the decoding said, said again
+            warnings.warn(str(message), DataWarning, stacklevel=3)
         return hit
-    arrays = build()
-    save(path, meta, arrays)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", DataWarning)
+        arrays = build()
+    for w in said:  # shown as they would have been, and the data's own kept with the entry
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    told = [str(w.message) for w in said if issubclass(w.category, DataWarning)]
+    save(path, meta, {**arrays, WARNINGS_KEY: np.array(told, dtype=str)})
     return arrays
 
 
@@ -75,7 +83,9 @@ def load(path: Path, meta: str, names: Iterable[str]) -> dict[str, np.ndarray] |
     if not path.is_file():
         return None
     try:
-        arrays = _read_npz(path, [META_KEY, *names])
+        with zipfile.ZipFile(path) as zf:  # entries older than WARNINGS_KEY have none
+            told = [WARNINGS_KEY] if f"{WARNINGS_KEY}.npy" in zf.namelist() else []
+        arrays = _read_npz(path, [META_KEY, *names, *told])
         if str(arrays.pop(META_KEY)) != meta:
             raise ValueError("its description does not match its key")
         return arrays

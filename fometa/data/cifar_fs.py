@@ -81,12 +81,18 @@ def _load_cifar100(data_dir, cache_dir) -> tuple[np.ndarray, np.ndarray, list[st
 
 
 def _unpickle(path: Path) -> dict:
+    """CIFAR-100's pickled dict at `path` (a damaged pickle can raise any exception while it
+    loads: each is a one-line DataError, as is a pickle that is not a dict)."""
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
+            out = pickle.load(f, encoding="latin1")
+    except Exception as e:  # noqa: BLE001 - unpickling runs the file's opcodes
         raise DataError(f"cannot read {path} ({one_line(e)}): expected CIFAR-100's python "
                         "pickle; download cifar-100-python again") from e
+    if not isinstance(out, dict):
+        raise DataError(f"{path} holds a {type(out).__name__}, not CIFAR-100's pickled dict; "
+                        "download cifar-100-python again")
+    return out
 
 
 def _from_pickles(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -102,7 +108,7 @@ def _from_pickles(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
             images.append(np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32)
                           .transpose(0, 2, 3, 1))
             labels.append(np.asarray(d["fine_labels"], np.int64))
-        except (KeyError, ValueError) as e:
+        except (KeyError, ValueError, TypeError) as e:
             raise DataError(f"{folder / part} is not CIFAR-100's {part} pickle "
                             f"({one_line(e)})") from e
     return np.concatenate(images), np.concatenate(labels), names

@@ -88,7 +88,8 @@ def load_mini_imagenet_with_classes(
             + _LAYOUTS
         )
     layout = _layout(folder)
-    listing = _list_csv(folder) if layout == "csv" else _list_folders(folder)
+    listing = _check_listing(_list_csv(folder) if layout == "csv" else _list_folders(folder),
+                             folder)
     description = {
         "dataset": "mini-imagenet",
         "version": PREPROCESS_VERSION,
@@ -161,6 +162,24 @@ def _read_csv(path: Path, images: Path) -> dict[str, list[tuple[str, str, str]]]
         fname, label = cells
         classes.setdefault(label, []).append((fname, os.path.join(base, fname), f"images/{fname}"))
     return classes
+
+
+def _check_listing(listing: _Listing, folder: Path) -> _Listing:
+    """`listing` if no class is in two splits and no image is listed twice: a class shared by
+    training and test would be evaluated on what was trained on, a repeated image drawn as
+    two examples, both silently."""
+    seen: dict[str, str] = {}
+    for s in SPLITS:
+        for c, files in listing[s].items():
+            if c in seen:
+                raise DataError(f"{folder}: class {c!r} is in both the {seen[c]} and the {s} "
+                                "split; the splits' classes must be disjoint")
+            seen[c] = s
+            rels = [rel for _, _, rel in files]
+            if len(set(rels)) != len(rels):
+                twice = next(r for r in rels if rels.count(r) > 1)
+                raise DataError(f"{folder}: {twice} is listed more than once for class {c!r}")
+    return listing
 
 
 def _list_folders(folder: Path) -> _Listing:

@@ -68,6 +68,7 @@ from fometa.data.paths import PathLike, cache_root, find_dataset_dir
 #: Bump when the pixels or the character order produced from the same files change.
 PREPROCESS_VERSION = 1
 IMAGE_SIZE = 28
+OFFICIAL_SIZE = 105  # the official drawings' side, in pixels
 PARTS = ("images_background", "images_evaluation")
 NUM_CHARACTERS = 1623
 
@@ -137,6 +138,12 @@ def load_omniglot(
     """
     spec = _split_spec(split, seed, sizes)
     images, _ = load_omniglot_characters(data_dir, cache_dir=cache_dir)
+    if sizes is None and len(images) != NUM_CHARACTERS:
+        # the papers' splits are a shuffle of the official characters: of other data they
+        # would be other characters, or the same in training and test, silently
+        raise DataError(f"Omniglot split {split!r} is the papers' split of the official "
+                        f"{NUM_CHARACTERS} characters; the data holds {len(images)} (pass sizes= "
+                        "for other data)")
     return {name: images[idx] for name, idx in _split(len(images), spec, split).items()}
 
 
@@ -190,7 +197,13 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
 
 
 def _preprocess(img: Image.Image) -> np.ndarray:
-    """1-bit image -> 28x28 uint8 0/255, exactly as the papers' PIL calls."""
+    """1-bit image -> 28x28 uint8 0/255, exactly as the papers' PIL calls. Only the
+    official drawings' form is taken: 105x105 without transparency (a drawing of another
+    size would be stretched, a transparent background turned to strokes)."""
+    if img.size != (OFFICIAL_SIZE, OFFICIAL_SIZE) or "A" in img.getbands() or (
+            "transparency" in img.info):
+        raise ValueError(f"a {img.size[0]}x{img.size[1]} {img.mode} image; Omniglot drawings "
+                         f"are {OFFICIAL_SIZE}x{OFFICIAL_SIZE} without transparency")
     if img.mode != "1":
         img = img.convert("L").convert("1", dither=Image.Dither.NONE)
     # Pillow resamples mode "1" with NEAREST whatever filter is asked for; we make the
@@ -325,7 +338,8 @@ class _Source:
                 raise DataError(f"cannot read {path} ({one_line(e)})") from e
         try:
             return self._open().read(locator)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as e:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError,
+                RuntimeError) as e:  # RuntimeError: an encrypted entry
             raise DataError(
                 f"{self.path}: cannot read {locator} ({one_line(e)}): the archive is corrupt or "
                 f"truncated; download {self.part}.zip again"

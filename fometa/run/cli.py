@@ -123,7 +123,8 @@ def _mean_ci(entry: dict[str, Any]) -> str:
 def _summary(results: dict[str, Any], inner_iters: int) -> str:
     """results.json's or eval.json's evaluation in a line."""
     ev = results["eval"]
-    line = f"{ev['metric']} after {inner_iters} inner steps on {ev['tasks']} tasks: {_mean_ci(ev)}"
+    tasks = f"{ev['tasks']} task{'s' if ev['tasks'] != 1 else ''}"
+    line = f"{ev['metric']} after {inner_iters} inner steps on {tasks}: {_mean_ci(ev)}"
     if "eval_transductive" in results:
         line += f" (transductive {_mean_ci(results['eval_transductive'])})"
     return line

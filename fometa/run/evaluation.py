@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fometa.errors import ConfigError
+from fometa.errors import ConfigError, DivergenceError
+from fometa.inner import whole
 from fometa.learner import MetaLearner, MetaState, evaluate
 from fometa.run.problems import Problem, bound
 from fometa.sharding import (Mesh, mesh_size, replicate, replicate_data, replicated,
@@ -96,6 +97,7 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
 
     def run(state: MetaState, key: jax.Array, num_tasks: int,
             progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+        check_tasks(num_tasks)
         state, keys, chunk, evaluate_chunk = chunks(state, key, num_tasks)
         out = []
         for i in range(0, len(keys), chunk):
@@ -108,6 +110,12 @@ def evaluator(learner: MetaLearner, problem: Problem, mesh: Mesh | None = None,
     run.prepare = lambda state, key, num_tasks: chunks(state, key, num_tasks) and None
     run.lower = lambda state, key, num_tasks: lowered(*sized(state, key, num_tasks))
     return run
+
+
+def check_tasks(num_tasks: Any) -> None:
+    """A ValueError unless `num_tasks` is a whole number >= 1."""
+    if not whole(num_tasks, 1):
+        raise ValueError(f"num_tasks must be a whole number >= 1, got {num_tasks!r}")
 
 
 def chunk_memory(problem: Problem, k: int) -> int:
@@ -123,6 +131,7 @@ def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key
                    steps: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
     """One evaluation: `evaluator(learner, problem, mesh, steps, memory)(state, key,
     num_tasks)`."""
+    check_tasks(num_tasks)
     return evaluator(learner, problem, mesh, steps, memory)(state, key, num_tasks)
 
 
@@ -133,12 +142,29 @@ def summarize(problem: Problem, values: dict[str, np.ndarray], **extra) -> dict[
     if unnamed:
         raise ConfigError(f"the problem's metric_fn returns {unnamed}, which its results "
                           f"mapping {dict(problem.results)} does not name")
+    check_values(values, 1)
     out = {}
     for name, v in values.items():
         mean, ci95 = mean_ci95(v)
         out[problem.results[name]] = {"metric": problem.metric, "mean": mean, "ci95": ci95,
                                       "tasks": len(v), **extra}
     return out
+
+
+def check_values(values: dict[str, np.ndarray], ndim: int) -> None:
+    """A ConfigError unless each metric holds values of `ndim` axes ([tasks], or [tasks,
+    steps]) for the same one or more tasks, and a DivergenceError if one is not finite: a
+    mean and interval are never reported over values that are not one per task, or are
+    NaN."""
+    shapes = {name: np.shape(v) for name, v in values.items()}
+    if not values or any(len(s) != ndim or not s[0] for s in shapes.values()) or len(
+            {s[0] for s in shapes.values()}) != 1:
+        raise ConfigError(f"evaluation values {shapes} must be {ndim}-d arrays with the same "
+                          "number (one or more) of tasks first")
+    for name, v in values.items():
+        if not np.isfinite(np.asarray(v, dtype=np.float64)).all():
+            raise DivergenceError(f"the evaluation's {name!r} is not finite (NaN or inf) for "
+                                  "some tasks: no mean is reported")
 
 
 def curve_steps(total: int, points: int = 4) -> tuple[int, ...]:
@@ -154,6 +180,7 @@ def by_steps(problem: Problem, values: dict[str, np.ndarray],
              steps: tuple[int, ...]) -> dict[str, Any]:
     """inner_steps.json: each metric's mean and ci95 after each number of inner steps, from
     values [tasks, len(steps)]."""
+    check_values(values, 2)
     out: dict[str, Any] = {"metric": problem.metric,
                            "tasks": len(next(iter(values.values()))), "steps": list(steps)}
     for name, v in values.items():

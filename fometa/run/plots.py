@@ -12,6 +12,7 @@ trained (from config.json); the `*_figure` functions return the figure unsaved.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -38,6 +39,8 @@ def _save(fig: Figure, out: Path) -> Path:
         fig.savefig(out, dpi=100)
     except OSError as e:
         raise UserError(f"cannot write {out} ({e.strerror or type(e).__name__})") from None
+    except RuntimeError as e:  # a format whose writer needs a program (.pgf: a TeX system)
+        raise UserError(f"cannot write {out}: {str(e).splitlines()[0]}") from None
     return Path(out)
 
 
@@ -54,9 +57,10 @@ def describe(run: RunDir) -> str:
             f"{cfg.meta_iters:,} meta-iterations, seed {cfg.seed}")
 
 
-def _curves(axes, run: RunDir, label: str | None, color=None) -> None:
+def _curves(axes, run: RunDir, label: str | None, color=None) -> Curves:
     """One run's training loss (left) and evaluations (right). Few points get markers, a
-    single evaluation an error bar; series are labelled by mode (and run, with `label`)."""
+    single evaluation an error bar; series are labelled by mode (and run, with `label`).
+    The axes' labels and range are the caller's (`_frame`), from what this returns."""
     train, evals = run.read_metrics()
     loss_key = "query_loss" if train and "query_loss" in train[0] else "support_loss"
     train = [l for l in train if loss_key in l]
@@ -64,7 +68,7 @@ def _curves(axes, run: RunDir, label: str | None, color=None) -> None:
         its = [l["iteration"] for l in train]
         axes[0].plot(its, [l[loss_key] for l in train], "-o" if len(its) < 20 else "-",
                      color=color, ms=4, label=label)
-    axes[0].set_ylabel(loss_key.replace("_", " ") + " (training)")
+    metric = None
     for name, style in (("eval", "-o"), ("eval_transductive", "--s")):
         points = [(l["iteration"], l[name]) for l in evals if name in l]
         if not points:
@@ -80,11 +84,32 @@ def _curves(axes, run: RunDir, label: str | None, color=None) -> None:
                              xytext=(-8, 6), ha="right", fontsize=8)
         else:
             axes[1].fill_between(its, mean - ci, mean + ci, alpha=0.2, color=lines[0].get_color())
-        axes[1].set_ylabel(f"{points[0][1]['metric']} after adaptation")
+        metric = points[0][1]["metric"]
     last = max([l["iteration"] for l in train + evals], default=1)
+    return Curves(last, loss_key if train else None, metric)
+
+
+class Curves(NamedTuple):
+    """What a run's curves (`_curves`) put on the axes: its last meta-iteration, its
+    training loss's name and its evaluation metric's (None: none plotted)."""
+
+    last: int
+    loss: str | None
+    metric: str | None
+
+
+def _frame(axes, drawn: list[Curves]) -> None:
+    """Labels and range of the axes that `drawn` runs' curves share: every run's whole
+    length, the training losses' names (query or support loss, per algorithm)."""
+    losses = sorted({c.loss for c in drawn if c.loss})
+    axes[0].set_ylabel(" / ".join(l.replace("_", " ") for l in losses or ["support_loss"])
+                       + " (training)")
+    metrics = {c.metric for c in drawn if c.metric}
+    if metrics:
+        axes[1].set_ylabel(f"{metrics.pop()} after adaptation")
     for ax in axes:
         ax.set_xlabel("meta-iteration")
-        ax.set_xlim(0, last * 1.05)
+        ax.set_xlim(0, max(c.last for c in drawn) * 1.05)
 
 
 def _legends(axes) -> None:
@@ -97,7 +122,7 @@ def learning_curve_figure(run: RunDir) -> Figure:
     """Training loss and evaluation metric (95% band) against meta-iterations."""
     fig = new_figure((10, 4))
     axes = fig.subplots(1, 2)
-    _curves(axes, run, None)
+    _frame(axes, [_curves(axes, run, None)])
     _legends(axes[1:])
     fig.suptitle(describe(run), fontsize=9)
     return fig
@@ -116,8 +141,12 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> Path
         raise UserError(f"cannot write {out}: folder {out.absolute().parent} does not exist")
     axes = fig.subplots(1, 2)
     runs = require_runs(run_dirs)
-    for i, run in enumerate(runs):
-        _curves(axes, run, run.path.name, color=f"C{i}")
+    drawn = [_curves(axes, run, run.path.name, color=f"C{i}") for i, run in enumerate(runs)]
+    metrics = {f"{run.path}: {c.metric}" for run, c in zip(runs, drawn) if c.metric}
+    if len({c.metric for c in drawn if c.metric}) > 1:  # one axis cannot hold mse and accuracy
+        raise UserError(f"the runs report different metrics ({', '.join(sorted(metrics))}): "
+                        "plot them separately")
+    _frame(axes, drawn)
     _legends(axes)
     fig.suptitle("\n".join(describe(r) for r in runs), fontsize=8)
     return _save(fig, out)

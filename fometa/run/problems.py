@@ -21,7 +21,7 @@ from fometa.algorithms import get_rule
 from fometa.convnets import MiniImageNetCNN, OmniglotCNN
 from fometa.data import is_rotated, load_cifar_fs, load_mini_imagenet, load_omniglot
 from fometa.errors import ConfigError
-from fometa.inner import LossFn, Params
+from fometa.inner import LossFn, Params, check_support_and_query, num_steps
 from fometa.learner import MetaLearner, meta_learner, reptile_outer
 from fometa.models import MLP
 from fometa.partition import Mask, by_path
@@ -94,6 +94,48 @@ def check_problem(problem: Problem) -> Problem:
         raise ConfigError(f"the problem's results {others} must be 'eval_<mode>' entries "
                           f"(only {problem.metric!r} is 'eval')")
     return problem
+
+
+def check_shapes(problem: Problem, key: jax.Array, inner_iters: int,
+                 eval_inner_iters: int) -> None:
+    """A one-line ConfigError, before anything is compiled, unless `problem`'s functions give
+    what a run reads (from their shapes: `jax.eval_shape`, nothing is computed): tasks whose
+    support has a leading axis of `inner_iters` steps (training) or `eval_inner_iters`
+    (evaluation) and a query with examples, and a `metric_fn` returning a scalar for each
+    name of `problem.results` and no other. Otherwise a per-query metric would be averaged
+    as if each query were a task (a narrower interval), a support without its step axis read
+    as steps, and a misnamed metric found only after training."""
+    params = jax.eval_shape(problem.init_params, key)
+    for name, make, steps, setting in (("train_task", problem.train_task, inner_iters, "inner_iters"),
+                                       ("eval_task", problem.eval_task, eval_inner_iters, "eval_inner_iters")):
+        task = jax.eval_shape(make, key)
+        if not isinstance(task, Task):
+            raise ConfigError(f"the problem's {name} returns {type(task).__name__}, not a "
+                              "fometa.Task(support, query)")
+        try:
+            check_support_and_query(task.support, task.query)
+            given = num_steps(task.support)
+        except ValueError as e:
+            raise ConfigError(f"the problem's {name}: {e}") from None
+        if given != steps:
+            raise ConfigError(f"the problem's {name} gives a support of {given} inner steps; "
+                              f"the run's {setting} is {steps}")
+    try:
+        out = jax.eval_shape(problem.metric_fn, params, task.query)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"the problem's metric_fn fails on an evaluation query: {e}") from None
+    if not isinstance(out, Mapping):
+        raise ConfigError(f"the problem's metric_fn must return a dict of scalars "
+                          f"{{name: value}}; it returns {type(out).__name__}")
+    if set(out) != set(problem.results):
+        raise ConfigError(f"the problem's metric_fn returns {sorted(out)}; its results mapping "
+                          f"names {sorted(problem.results)}: they must be the same")
+    for name, value in out.items():
+        if getattr(value, "shape", None) != () or not jnp.issubdtype(value.dtype, jnp.number):
+            raise ConfigError(f"the problem's metric_fn gives {name!r} as "
+                              f"{getattr(value, 'dtype', type(value).__name__)} "
+                              f"{getattr(value, 'shape', '')}: one number per task is needed "
+                              "(average it over the query)")
 
 
 def bound(problem: Problem, data: Any) -> Problem:
@@ -256,15 +298,15 @@ def classification_problem(cfg, splits: Splits | None = None) -> Problem:
     splits = dataset.splits(cfg) if splits is None else splits
     train, test = splits.train, splits.test
     train_shots = cfg.train_shots or cfg.shots
-    for name, images, rotate, per_class in (
-            ("training", train, splits.rotate_train, train_shots + cfg.queries),
-            ("test", test, splits.rotate_test, cfg.shots + 1)):
+    for name, images, rotate, per_class, parts in (
+            ("training", train, splits.rotate_train, train_shots + cfg.queries, "shots + queries"),
+            ("test", test, splits.rotate_test, cfg.shots + 1, "shots + 1 query")):
         classes = images.shape[0] * (4 if rotate else 1)
         if cfg.ways > classes:
             raise ConfigError(f"--ways {cfg.ways} exceeds the {classes} classes of the "
                               f"{cfg.dataset} {name} split")
         if per_class > images.shape[1]:
-            raise ConfigError(f"{per_class} examples per class (shots + queries) exceed the "
+            raise ConfigError(f"{per_class} examples per class ({parts}) exceed the "
                               f"{images.shape[1]} that each {cfg.dataset} {name} class has")
     tasks = FewShotTasks(
         jnp.asarray(train), jnp.asarray(test), ways=cfg.ways, shots=cfg.shots,
@@ -343,22 +385,32 @@ DATASETS: dict[str, Dataset] = {
     "cifar-fs": Dataset(classification_problem, check_classification, cifar_fs_splits,
                         MiniImageNetCNN),
 }
+BUILT_IN = frozenset(DATASETS)  # fometa's own datasets: never replaced
 
 def register_dataset(name: str, build: Callable[[Any], Problem] | None = None,
                      check: Callable[[Any], None] | None = None,
                      splits: Callable[[Any], Splits] | None = None,
-                     network: type | None = None) -> Dataset:
+                     network: type | None = None, replace: bool = False) -> Dataset:
     """Makes `name` a dataset of the run machinery: `fometa.run.train(resolve(name, ...))`
     and `fometa train --dataset name` then train `build(cfg)`'s problem with checkpoints,
     resume, evaluation, the run directory and plots. `check(cfg)` raises a ConfigError for
     settings it refuses. An image dataset gives `splits(cfg)` (its `Splits`, e.g. from
     `fometa.data.classes_from_labels`) and `network` (a flax module class taking
     `num_classes` and `conv`) instead of `build`: N-way K-shot classification as for the
-    paper's datasets. An existing name is refused."""
-    if name in DATASETS:
-        raise ValueError(f"dataset {name!r} is already registered")
-    if (build is None) == (splits is None or network is None):
+    paper's datasets. An existing name is refused, unless `replace` and it is not one of
+    fometa's own (`BUILT_IN`): a notebook cell that registers can then run again."""
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise ValueError(f"a dataset name must be a non-empty string without surrounding "
+                         f"spaces; got {name!r}")
+    if name in BUILT_IN or (name in DATASETS and not replace):
+        raise ValueError(f"dataset {name!r} is already registered" + (
+            "" if name in BUILT_IN else " (replace=True replaces it)"))
+    if (build is None) == (splits is None or network is None) or (
+            build is not None and (splits is not None or network is not None)):
         raise ValueError("give either build, or splits and network")
+    for given in (build, check, splits, network):
+        if given is not None and not callable(given):
+            raise TypeError(f"register_dataset({name!r}): {given!r} is not callable")
     if build is None:
         DATASETS[name] = Dataset(classification_problem, check or check_classification,
                                  splits, network)
@@ -490,7 +542,11 @@ def algorithm_options(cfg, problem: Problem) -> dict[str, Any]:
 
 def make_problem(cfg) -> Problem:
     """The problem that `cfg.dataset` names, built from `cfg`."""
-    return DATASETS[cfg.dataset].build(cfg)
+    problem = DATASETS[cfg.dataset].build(cfg)
+    if not isinstance(problem, Problem):
+        raise ConfigError(f"dataset {cfg.dataset!r} builds {type(problem).__name__}, not a "
+                          "fometa.run.Problem")
+    return problem
 
 
 def make_learner(cfg, problem: Problem) -> MetaLearner:

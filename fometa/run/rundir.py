@@ -23,7 +23,7 @@ from fometa.errors import DivergenceError, RunDirError, one_line
 from fometa.run.checkpoint import Checkpoints
 from fometa.run.settings import Config, differences, flag
 
-CONFIG = "config.json"            # {"config": settings, "versions": ..., "devices": [...]}
+CONFIG = "config.json"            # {"config": settings, "versions", "devices", "data": digest}
 METRICS = "metrics.jsonl"         # a line per logged chunk and per evaluation
 RESULTS = "results.json"          # the finished run's evaluation and timing
 EVAL = "eval.json"                # the newest `fometa eval`
@@ -286,11 +286,21 @@ class RunDir:
             raise RunDirError(f"run dir {self.path} holds a run with other settings ({changes}); "
                               "rerun with its settings to resume it, or choose another --run-dir")
 
-    def write_config(self, cfg: Config, versions: dict[str, str], devices: list[str]) -> None:
+    def write_config(self, cfg: Config, versions: dict[str, str], devices: list[str],
+                     data: str | None = None) -> None:
+        """config.json: the settings, versions, devices and the digest of the data trained
+        on (`fometa.run.training.data_digest`; None: the problem reads no data)."""
         if self.writer:
             self.path.mkdir(parents=True, exist_ok=True)
-            _write_json(self.file(CONFIG),
-                        {"config": cfg.to_dict(), "versions": versions, "devices": devices})
+            _write_json(self.file(CONFIG), {"config": cfg.to_dict(), "versions": versions,
+                                            "devices": devices, "data": data})
+
+    def read_data_digest(self) -> str | None:
+        """The digest of the data the run was trained on, None where config.json has none
+        (no data, or a run from before digests were recorded)."""
+        saved = _read_json(self.file(CONFIG)) or {}
+        digest = saved.get("data") if isinstance(saved, dict) else None
+        return digest if isinstance(digest, str) else None
 
     # metrics.jsonl
 

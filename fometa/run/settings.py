@@ -174,7 +174,7 @@ class Text:
 class Widths:
     """Layer widths: a tuple of whole numbers >= 1."""
 
-    allowed = "whole numbers >= 1"
+    allowed = "a tuple of whole numbers >= 1"
 
     def check(self, name: str, value: Any) -> None:
         if not isinstance(value, tuple) or not all(
@@ -236,7 +236,8 @@ class Config:
     loss_reduction: str = setting(
         "mean", Choice(LOSS_REDUCTIONS),
         "how a batch's per-example losses are reduced: mean; sum (the Reptile paper's code); "
-        "sum/shots (MAML's code: the sum divided by the shots per class K)",
+        "sum/shots (MAML's code: the sum divided by the training shots per class K, in "
+        "evaluation too)",
         evaluation=True)
     carry_inner_state: bool = setting(
         False, Switch(), "carry the inner optimizer state across tasks (the paper's Reptile)")

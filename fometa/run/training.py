@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
+import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -21,7 +24,8 @@ import optax
 
 import fometa
 from fometa.algorithms import get_rule
-from fometa.errors import ConfigError, DivergenceError, RunDirError
+from fometa.data.paths import DATA_DIR_ENV
+from fometa.errors import ConfigError, DivergenceError, RunDirError, RunWarning
 from fometa.learned_lr import uniform_rates
 from fometa.learner import MetaLearner, MetaState, model_params
 from fometa.run.checkpoint import Checkpoints
@@ -29,12 +33,12 @@ from fometa.run.evaluation import by_steps, curve_steps, evaluator, summarize
 from fometa.run.interrupt import StopRequest, TrainingInterrupted
 from fometa.run.loop import loop_runner
 from fometa.run.plots import plot_run
-from fometa.run.problems import (ALGORITHM_OPTIONS, Problem, check_problem, given_options,
-                                 learned_rates, make_learner, make_problem, matmul_precision,
-                                 tasks_at_once, uses_remat)
+from fometa.run.problems import (ALGORITHM_OPTIONS, Problem, check_problem, check_shapes,
+                                 given_options, learned_rates, make_learner, make_problem,
+                                 matmul_precision, tasks_at_once, uses_remat)
 from fometa.run import report
 from fometa.run.report import Reporter
-from fometa.run.rundir import RunDir
+from fometa.run.rundir import ADAPTATION, RunDir
 from fometa.run.settings import Config, check, evaluation_settings, flag
 from fometa.sharding import (Mesh, check_divisible, device_names, replicate, replicate_data,
                              select_devices, task_mesh)
@@ -63,8 +67,9 @@ def setup(cfg: Config, problem: Problem | None = None) -> Setup:
     """The problem (default: `make_problem(cfg)`), learner and keys of a run (shared by
     `train` and `evaluate_run`)."""
     problem = check_problem(make_problem(cfg) if problem is None else problem)
-    learner = make_learner(cfg, problem)
     init_key, train_key, eval_key = jax.random.split(seed_key(cfg.seed), 3)
+    check_shapes(problem, init_key, cfg.inner_iters, cfg.eval_inner_iters)
+    learner = make_learner(cfg, problem)
     return Setup(problem, learner, init_key, train_key, eval_key)
 
 
@@ -82,6 +87,36 @@ def initial_state(cfg: Config, run: Setup) -> MetaState:
         params = uniform_rates(jax.random.fold_in(run.init_key, 1), params, cfg.inner_lr_low,
                                cfg.inner_lr, learned_rates(cfg), cfg.inner_iters)
     return jax.jit(run.learner.init)(params)
+
+
+def data_digest(data: Any) -> str | None:
+    """A digest of a problem's data (`Problem.data`; None for none): the arrays' shapes and
+    types and up to 2**22 elements of each at a fixed stride. Another data folder (other
+    images, splits swapped, classes added) gives another digest; a full read of
+    Mini-ImageNet's 1.3 GB at every start does not pay for the rest."""
+    leaves = jax.tree_util.tree_leaves(data)
+    if not leaves:
+        return None
+    digest = hashlib.blake2b(digest_size=8)
+    for leaf in leaves:
+        flat = np.asarray(jax.device_get(leaf)).reshape(-1)
+        digest.update(f"{flat.dtype}{np.shape(leaf)}".encode())
+        digest.update(np.ascontiguousarray(flat[::max(1, flat.size >> 22)]).tobytes())
+    return digest.hexdigest()
+
+
+def check_same_data(rundir: RunDir, digest: str | None, cfg: Config) -> None:
+    """A one-line RunDirError if the run in `rundir` was trained on data other than that
+    with `digest`: resuming would go on with other data, silently."""
+    trained_on = rundir.read_data_digest()
+    if trained_on is not None and digest != trained_on:
+        raise RunDirError(f"{rundir.path} was trained on other data (digest {trained_on} "
+                          f"there, {digest} in {_data_source(cfg)} now): point --data-dir or "
+                          "FOMETA_DATA_DIR at the run's data, or choose another --run-dir")
+
+
+def _data_source(cfg: Config) -> str:
+    return cfg.data_dir or os.environ.get(DATA_DIR_ENV) or "the default data folder"
 
 
 def versions() -> dict[str, str]:
@@ -267,8 +302,12 @@ def meta_train(cfg: Config, run: Setup, chunks: Chunks, state: MetaState, done: 
         reporter.chunk(done, n, metrics, seconds_before + time.perf_counter() - start)
         every = checkpoint_interval(cfg, chunks.length)
         if done < cfg.meta_iters and _crossed(done, n, cfg.eval_every):
-            evals, _ = evaluate(state, min(cfg.eval_tasks, PERIODIC_EVAL_TASKS),
-                                reporter.evaluating)
+            try:
+                evals, _ = evaluate(state, min(cfg.eval_tasks, PERIODIC_EVAL_TASKS),
+                                    reporter.evaluating)
+            except DivergenceError as e:  # the state is finite (checked), its adaptation not:
+                checkpoints.save(done, state, train_key)  # kept, to evaluate otherwise
+                raise DivergenceError(f"{e}; {_last_checkpoint(checkpoints)}") from None
             reporter.evaluation(done, evals)
         if done == cfg.meta_iters or _crossed(done, n, every) or stop.requested:
             checkpoints.save(done, state, train_key)
@@ -284,7 +323,29 @@ def record_figures(rundir: RunDir, curve: dict[str, Any], run: Setup, state: Met
     if run.problem.illustrate is not None:
         adapt = functools.partial(run.learner.adapt, state)
         illustrate = jax.jit(lambda params, key: run.problem.illustrate(adapt, params, key))
-        rundir.write_adaptation(illustrate(model_params(state.params), run.eval_key))
+        figure = jax.device_get(illustrate(model_params(state.params), run.eval_key))
+        wrong = illustration_problem(figure)
+        if wrong:  # a figure is not a result: the run is complete without it
+            warnings.warn(f"{ADAPTATION} is not written: the problem's illustration {wrong}",
+                          RunWarning, stacklevel=2)
+        else:
+            rundir.write_adaptation(figure)
+
+
+def illustration_problem(figure: Any) -> str | None:
+    """What is wrong with `figure` as an `Illustration` ({"x": [n], "lines": {label: [n]},
+    "points": {label: {"x": [m], "y": [m]}}}, all finite), or None."""
+    if not (isinstance(figure, dict) and set(figure) == {"x", "lines", "points"}
+            and isinstance(figure["lines"], dict) and figure["lines"]
+            and isinstance(figure["points"], dict)
+            and all(isinstance(p, dict) and set(p) == {"x", "y"}
+                    for p in figure["points"].values())):
+        return ('is not {"x": [n], "lines": {label: [n], ...}, "points": {label: {"x": [m], '
+                '"y": [m]}}}')
+    if not all(np.isfinite(np.asarray(a, dtype=np.float64)).all()
+               for a in jax.tree_util.tree_leaves(figure)):
+        return "is not finite (NaN or inf)"
+    return None
 
 
 def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
@@ -319,6 +380,7 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
 def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
            open_tensorboard: Callable[[RunDir], Any] | None, plots: bool) -> dict[str, Any]:
     run = setup(cfg)
+    digest = data_digest(run.problem.data)
     # the dataset placed on the devices once, for the training loop and the evaluation
     run = run._replace(problem=run.problem._replace(data=replicate_data(run.problem.data, mesh)))
     state = replicate(initial_state(cfg, run), mesh)
@@ -335,13 +397,14 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
                               f"past this run's --meta-iters {cfg.meta_iters}: not this run's "
                               "(choose another --run-dir)")
         if latest is not None:
+            check_same_data(rundir, digest, cfg)
             state, train_key, resumed_from = checkpoints.restore(state, train_key)
         start = time.perf_counter()
         chunks = Chunks(cfg, run, train_key, mesh)
         chunks.prepare(state)  # compiled and checked before anything is written
         evaluate = evaluation(cfg, run, mesh)
         evaluate.prepare(state, cfg.eval_tasks)  # compiled ahead too
-        rundir.write_config(cfg, versions(), devices(mesh))
+        rundir.write_config(cfg, versions(), devices(mesh), digest)
         rundir.clear_results()
         seconds_before = rundir.trim_metrics(resumed_from, cfg.meta_iters)
         writer = open_tensorboard(rundir) if open_tensorboard else None  # Reporter closes it
@@ -414,9 +477,15 @@ def evaluate_run(run_dir: str | Path, *, write: bool = True, **overrides: Any) -
         "fometa eval", create=False)
     with writing:
         rundir, cfg, state, run = _restore(run_dir, **overrides)
+        digest, trained_on = data_digest(run.problem.data), rundir.read_data_digest()
+        if trained_on is not None and digest != trained_on:  # may be meant: said and recorded
+            warnings.warn(f"{rundir.path} was trained on other data than {_data_source(cfg)} "
+                          f"holds (digest {trained_on} there, {digest} now); evaluating on "
+                          "the data found now", RunWarning, stacklevel=2)
         with matmul_precision(cfg.matmul_precision):
             evals, _ = evaluation(cfg, run)(state, cfg.eval_tasks)
-        out = {**evals, "meta_iterations": int(state.step), "config": cfg.to_dict()}
+        out = {**evals, "meta_iterations": int(state.step), "config": cfg.to_dict(),
+               "data": digest}
         if write:
             rundir.write_eval(out)
     return out

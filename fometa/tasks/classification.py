@@ -135,22 +135,45 @@ class FewShotTasks(NamedTuple):
         return task._replace(query={**task.query, "context": support["x"]})
 
 
+def check_labels(logits: jax.Array, labels: jax.Array, what: str = "batch") -> None:
+    """A ValueError unless `labels` are integers of the logits' shape without the class axis
+    ([n] for logits [n, classes]: [n, 1] would broadcast to [n, n], one-hot labels are
+    floats) and, where known before tracing, in [0, classes): out of range, optax's loss is
+    NaN or, for -1, the last class's."""
+    classes = jnp.shape(logits)[-1]
+    if jnp.shape(labels) != jnp.shape(logits)[:-1]:
+        raise ValueError(f"{what}['y'] has shape {jnp.shape(labels)}; the logits "
+                         f"{jnp.shape(logits)} need labels of shape {jnp.shape(logits)[:-1]}")
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise ValueError(f"{what}['y'] is {jnp.result_type(labels)}: labels must be integer "
+                         f"class indices in [0, {classes})")
+    if not isinstance(labels, jax.core.Tracer) and jnp.size(labels) and not (
+            0 <= int(jnp.min(labels)) and int(jnp.max(labels)) < classes):
+        raise ValueError(f"{what}['y'] holds labels from {int(jnp.min(labels))} to "
+                         f"{int(jnp.max(labels))}: they must lie in [0, {classes})")
+
+
 def cross_entropy(apply, params, batch: dict[str, jax.Array],
                   reduce: Callable[[jax.Array], jax.Array] = jnp.mean) -> jax.Array:
-    """Softmax cross-entropy (optax's) of `apply(params, batch["x"])` against integer labels,
-    the per-example losses [n] reduced by `reduce` (default: their mean)."""
+    """Softmax cross-entropy (optax's) of `apply(params, batch["x"])` [n, classes] against
+    integer labels `batch["y"]` [n] in [0, classes), the per-example losses [n] reduced by
+    `reduce` (default: their mean). Labels are checked where known before tracing; traced
+    ones are not (out of range, the loss is NaN or another class's)."""
     logits = apply(params, batch["x"])
+    check_labels(logits, batch["y"])
     return reduce(optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]))
 
 
 def accuracies(apply, params, query: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Query accuracy in both of the paper's evaluation modes.
+    """Query accuracy in both of the paper's evaluation modes (labels as `cross_entropy`'s).
 
     transductive: all queries in one batch (batch norm statistics come from the queries);
     non-transductive ("accuracy"): each query predicted alone, in a batch with the support
     images (`query["context"]`), as the paper's code does.
     """
-    transductive = jnp.argmax(apply(params, query["x"]), -1) == query["y"]
+    logits = apply(params, query["x"])
+    check_labels(logits, query["y"], "query")
+    transductive = jnp.argmax(logits, -1) == query["y"]
 
     def alone(x):
         batch = jnp.concatenate([query["context"], x[None]])
