@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fometa.inner import whole
+
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
 
@@ -15,7 +17,7 @@ def check_widths(module: nn.Module, **widths: Sequence[int]) -> None:
     """A ValueError naming `module`'s field unless each of `widths` is whole numbers >= 1
     (a width of 0 or less fails deep inside the initialisers)."""
     for name, values in widths.items():
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        if not all(whole(v, 1) for v in values):
             raise ValueError(f"{type(module).__name__}({name}={getattr(module, name)!r}): "
                              "widths must be whole numbers >= 1")
 

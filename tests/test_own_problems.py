@@ -76,6 +76,8 @@ def test_a_problem_is_checked_before_anything_is_compiled(fields, words):
     with pytest.raises(ConfigError, match=words):
         setup(cfg, lines(cfg, **fields))
     setup(cfg, lines(cfg))  # the problem as written is taken
+    if "train_task" in fields:  # an evaluation (`fometa eval`) does not read training tasks
+        setup(cfg, lines(cfg, **fields), training=False)
 
 
 def test_registration_is_checked_and_a_notebook_cell_can_run_again(registered):
@@ -121,21 +123,21 @@ def test_a_figure_that_cannot_be_drawn_leaves_the_run_complete(tmp_path, registe
     assert not (tmp_path / "run" / "adaptation.json").exists()
 
 
-def test_a_periodic_evaluation_that_diverges_keeps_the_chunks_checkpoint(tmp_path, registered):
-    """The training state was finite and checked; only its adaptation at test time was not.
-    The checkpoint is what `fometa eval` with other settings needs."""
+def test_a_periodic_evaluation_that_diverges_names_the_checkpoint_kept(tmp_path, registered):
+    """The training state was finite and checked; only its adaptation at test time was not:
+    the message says which checkpoint `fometa eval` with other settings can read."""
     def nan_eval(key):
         t = task(key, 2)
         return t._replace(query={"x": t.query["x"] * jnp.nan, "y": t.query["y"]})
 
     registered.append("nan_eval")
     register_dataset("nan_eval", lambda cfg: lines(cfg, eval_task=nan_eval))
-    cfg = resolve("nan_eval", **{**TINY, "eval_every": 2, "checkpoint_every": 4})
-    with pytest.raises(DivergenceError, match="the last checkpoint, at meta-iteration 2, is "
-                                              "finite and kept"):
+    cfg = resolve("nan_eval", **{**TINY, "meta_iters": 6, "eval_every": 4,
+                                 "checkpoint_every": 2})
+    with pytest.raises(DivergenceError, match="evaluation after meta-iteration 4 is not finite"
+                                              ".*; the last checkpoint, at meta-iteration 2, "
+                                              "is finite and kept"):
         train(cfg, tmp_path / "run", progress=False, plots=False)
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()
-                  if p.name.isdigit()) == ["2"]
 
 
 def test_summaries_are_of_one_finite_number_per_task():
@@ -196,6 +198,23 @@ def identity(p, x):
     return x @ p
 
 
+def test_labels_closed_over_by_a_trace_are_checked_and_taken():
+    """Concrete labels inside jit or scan (a user's own training loop over a fixed batch)
+    are known at trace time: checked there, not a ConcretizationTypeError."""
+    x = jnp.eye(3)
+    good, bad = {"x": x, "y": jnp.arange(3)}, {"x": x, "y": jnp.array([0, 1, 7])}
+    loss = lambda p, b: fometa.cross_entropy(identity, p, b)
+    assert np.isfinite(float(jax.jit(lambda p: loss(p, good))(jnp.eye(3))))
+    swept = jax.lax.scan(lambda p, _: (p - 0.1 * jax.grad(loss)(p, good), None), jnp.eye(3),
+                         None, length=2)[0]
+    assert swept.shape == (3, 3)
+    with pytest.raises(ValueError, match="labels from 0 to 7"):
+        jax.jit(lambda p: loss(p, bad))(jnp.eye(3))
+    query = {**good, "context": x}
+    accuracy = jax.jit(lambda p: fometa.accuracies(identity, p, query))(jnp.eye(3))
+    assert float(accuracy["accuracy_transductive"]) == 1.0
+
+
 @pytest.mark.parametrize("labels, words", [
     (jnp.array([[0], [1], [2]]), "has shape \\(3, 1\\); the logits \\(3, 3\\) need labels of "
                                  "shape \\(3,\\)"),
@@ -229,3 +248,11 @@ def test_labels_that_would_broadcast_or_wrap_are_refused(labels, words):
 def test_models_name_a_bad_argument(model, x, words):
     with pytest.raises(ValueError, match=words):
         model.init(jax.random.key(0), x)
+
+
+def test_models_take_numpy_widths():
+    labels = np.array([0, 4, 2])
+    params = fometa.OmniglotCNN(num_classes=labels.max() + 1).init(jax.random.key(0),
+                                                                  jnp.zeros((1, 28, 28, 1)))
+    assert params["params"]["logits"]["kernel"].shape[-1] == 5
+    fometa.MLP(hidden=tuple(np.array([4, 4]))).init(jax.random.key(0), jnp.zeros((1, 1)))

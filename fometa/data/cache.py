@@ -19,6 +19,7 @@ warning: the data is still returned.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ from fometa.errors import DataWarning, one_line
 
 META_KEY = "__meta__"
 WARNINGS_KEY = "__warnings__"  # the DataWarnings that decoding the entry gave: given again
+_TOLD: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("told", default=None)
 _TMP_SUFFIX = ".tmp"
 _STALE_TMP_S = 3600.0
 
@@ -68,14 +70,23 @@ def cached(cache_dir: Path, dataset: str, description: Mapping, names: Iterable[
         for message in hit.pop(WARNINGS_KEY, ()):  # what the decoding said, said again
             warnings.warn(str(message), DataWarning, stacklevel=3)
         return hit
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always", DataWarning)
+    told: list[str] = []
+    token = _TOLD.set(told)  # per thread and context, unlike warnings.catch_warnings
+    try:
         arrays = build()
-    for w in said:  # shown as they would have been, and the data's own kept with the entry
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    told = [str(w.message) for w in said if issubclass(w.category, DataWarning)]
+    finally:
+        _TOLD.reset(token)
     save(path, meta, {**arrays, WARNINGS_KEY: np.array(told, dtype=str)})
     return arrays
+
+
+def data_warning(message: str, stacklevel: int = 2) -> None:
+    """A DataWarning about the data's content (e.g. uneven classes), also kept with the cache
+    entry being built, if any, so that every later load from the cache gives it again."""
+    told = _TOLD.get()
+    if told is not None:
+        told.append(message)
+    warnings.warn(message, DataWarning, stacklevel=stacklevel + 1)
 
 
 def load(path: Path, meta: str, names: Iterable[str]) -> dict[str, np.ndarray] | None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fometa.errors import DataError, DataWarning
+from fometa.data.cache import data_warning
+from fometa.errors import DataError
 
 
 def common_count(counts: Mapping[str, int], what: str) -> int:
@@ -28,11 +28,11 @@ def common_count(counts: Mapping[str, int], what: str) -> int:
         raise DataError(f"{what}: class {smallest} holds no images")
     if low != high:
         uneven = sum(1 for c in counts.values() if c != high)
-        warnings.warn(
+        data_warning(
             f"{what}: classes hold different numbers of images ({smallest}: {low}, "
             f"{largest}: {high}, {uneven} of {len(counts)} classes below {high}); "
             f"keeping the first {low} images (by file name) of every class",
-            DataWarning, stacklevel=3,
+            stacklevel=3,
         )
     return low
 

@@ -96,18 +96,21 @@ def check_problem(problem: Problem) -> Problem:
     return problem
 
 
-def check_shapes(problem: Problem, key: jax.Array, inner_iters: int,
+def check_shapes(problem: Problem, key: jax.Array, inner_iters: int | None,
                  eval_inner_iters: int) -> None:
     """A one-line ConfigError, before anything is compiled, unless `problem`'s functions give
     what a run reads (from their shapes: `jax.eval_shape`, nothing is computed): tasks whose
-    support has a leading axis of `inner_iters` steps (training) or `eval_inner_iters`
-    (evaluation) and a query with examples, and a `metric_fn` returning a scalar for each
-    name of `problem.results` and no other. Otherwise a per-query metric would be averaged
-    as if each query were a task (a narrower interval), a support without its step axis read
-    as steps, and a misnamed metric found only after training."""
+    support has a leading axis of `inner_iters` steps (training; None: not checked) or
+    `eval_inner_iters` (evaluation) and a query with examples, and a `metric_fn` returning a
+    scalar for each name of `problem.results` and no other. Otherwise a per-query metric
+    would be averaged as if each query were a task (a narrower interval), a support without
+    its step axis read as steps, and a misnamed metric found only after training."""
     params = jax.eval_shape(problem.init_params, key)
-    for name, make, steps, setting in (("train_task", problem.train_task, inner_iters, "inner_iters"),
-                                       ("eval_task", problem.eval_task, eval_inner_iters, "eval_inner_iters")):
+    wanted = [("train_task", problem.train_task, inner_iters, "inner_iters"),
+              ("eval_task", problem.eval_task, eval_inner_iters, "eval_inner_iters")]
+    for name, make, steps, setting in wanted:
+        if steps is None:
+            continue
         task = jax.eval_shape(make, key)
         if not isinstance(task, Task):
             raise ConfigError(f"the problem's {name} returns {type(task).__name__}, not a "

@@ -63,12 +63,12 @@ def seed_key(seed: int) -> jax.Array:
     return jnp.asarray([seed >> 32, seed & 0xFFFFFFFF], dtype=jnp.uint32)
 
 
-def setup(cfg: Config, problem: Problem | None = None) -> Setup:
+def setup(cfg: Config, problem: Problem | None = None, training: bool = True) -> Setup:
     """The problem (default: `make_problem(cfg)`), learner and keys of a run (shared by
-    `train` and `evaluate_run`)."""
+    `train` and `evaluate_run`; `training`: its training tasks are checked too)."""
     problem = check_problem(make_problem(cfg) if problem is None else problem)
     init_key, train_key, eval_key = jax.random.split(seed_key(cfg.seed), 3)
-    check_shapes(problem, init_key, cfg.inner_iters, cfg.eval_inner_iters)
+    check_shapes(problem, init_key, cfg.inner_iters if training else None, cfg.eval_inner_iters)
     learner = make_learner(cfg, problem)
     return Setup(problem, learner, init_key, train_key, eval_key)
 
@@ -91,17 +91,23 @@ def initial_state(cfg: Config, run: Setup) -> MetaState:
 
 def data_digest(data: Any) -> str | None:
     """A digest of a problem's data (`Problem.data`; None for none): the arrays' shapes and
-    types and up to 2**22 elements of each at a fixed stride. Another data folder (other
-    images, splits swapped, classes added) gives another digest; a full read of
-    Mini-ImageNet's 1.3 GB at every start does not pay for the rest."""
+    types and at most 2**22 elements of each at a fixed stride, sampled on the accelerator
+    that holds it (16 MiB reach the host, not the dataset). Another data folder (other images,
+    splits swapped, classes added) gives another digest; a full read of Mini-ImageNet's
+    1.3 GB at every start does not pay for the rest."""
     leaves = jax.tree_util.tree_leaves(data)
     if not leaves:
         return None
     digest = hashlib.blake2b(digest_size=8)
     for leaf in leaves:
-        flat = np.asarray(jax.device_get(leaf)).reshape(-1)
-        digest.update(f"{flat.dtype}{np.shape(leaf)}".encode())
-        digest.update(np.ascontiguousarray(flat[::max(1, flat.size >> 22)]).tobytes())
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.extended):  # typed PRNG keys
+            leaf = jax.random.key_data(leaf)
+        stride = max(1, -(-int(np.size(leaf)) // 2 ** 22))
+        on_accelerator = isinstance(leaf, jax.Array) and any(
+            d.platform != "cpu" for d in leaf.devices())  # a CPU array is read in place
+        flat = jnp.ravel(leaf) if on_accelerator else np.ravel(np.asarray(leaf))
+        digest.update(f"{leaf.dtype}{np.shape(leaf)}".encode())
+        digest.update(np.ascontiguousarray(np.asarray(flat[::stride])).tobytes())
     return digest.hexdigest()
 
 
@@ -112,7 +118,9 @@ def check_same_data(rundir: RunDir, digest: str | None, cfg: Config) -> None:
     if trained_on is not None and digest != trained_on:
         raise RunDirError(f"{rundir.path} was trained on other data (digest {trained_on} "
                           f"there, {digest} in {_data_source(cfg)} now): point --data-dir or "
-                          "FOMETA_DATA_DIR at the run's data, or choose another --run-dir")
+                          "FOMETA_DATA_DIR at the run's data (as the run read it: the same "
+                          "images from another source may be in another order), or choose "
+                          "another --run-dir")
 
 
 def _data_source(cfg: Config) -> str:
@@ -305,8 +313,7 @@ def meta_train(cfg: Config, run: Setup, chunks: Chunks, state: MetaState, done: 
             try:
                 evals, _ = evaluate(state, min(cfg.eval_tasks, PERIODIC_EVAL_TASKS),
                                     reporter.evaluating)
-            except DivergenceError as e:  # the state is finite (checked), its adaptation not:
-                checkpoints.save(done, state, train_key)  # kept, to evaluate otherwise
+            except DivergenceError as e:
                 raise DivergenceError(f"{e}; {_last_checkpoint(checkpoints)}") from None
             reporter.evaluation(done, evals)
         if done == cfg.meta_iters or _crossed(done, n, every) or stop.requested:
@@ -449,7 +456,7 @@ def _restore(run_dir: str | Path, **overrides: Any) -> tuple[RunDir, Config, Met
     checkpoint, and the problem, learner and keys built once from that config."""
     rundir = RunDir(run_dir, writer=jax.process_index() == 0)
     cfg = check(dataclasses.replace(rundir.read_config(), **overrides))
-    run = setup(cfg)
+    run = setup(cfg, training=False)
     template = initial_state(cfg, run)
     with rundir.checkpoints(create=False) as checkpoints:
         state, _, _ = checkpoints.restore(template, run.train_key)

@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from fometa.tasks.base import Task
@@ -147,10 +148,16 @@ def check_labels(logits: jax.Array, labels: jax.Array, what: str = "batch") -> N
     if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
         raise ValueError(f"{what}['y'] is {jnp.result_type(labels)}: labels must be integer "
                          f"class indices in [0, {classes})")
-    if not isinstance(labels, jax.core.Tracer) and jnp.size(labels) and not (
-            0 <= int(jnp.min(labels)) and int(jnp.max(labels)) < classes):
-        raise ValueError(f"{what}['y'] holds labels from {int(jnp.min(labels))} to "
-                         f"{int(jnp.max(labels))}: they must lie in [0, {classes})")
+    if isinstance(labels, jax.core.Tracer) or not jnp.size(labels):
+        return
+    if isinstance(labels, jax.Array):
+        with jax.ensure_compile_time_eval():  # labels closed over by a jit or scan: known
+            low, high = int(jnp.min(labels)), int(jnp.max(labels))
+    else:
+        low, high = int(np.min(labels)), int(np.max(labels))
+    if not (0 <= low and high < classes):
+        raise ValueError(f"{what}['y'] holds labels from {low} to {high}: they must lie in "
+                         f"[0, {classes})")
 
 
 def cross_entropy(apply, params, batch: dict[str, jax.Array],
