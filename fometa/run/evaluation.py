@@ -131,7 +131,6 @@ def evaluate_tasks(learner: MetaLearner, state: MetaState, problem: Problem, key
                    steps: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
     """One evaluation: `evaluator(learner, problem, mesh, steps, memory)(state, key,
     num_tasks)`."""
-    check_tasks(num_tasks)
     return evaluator(learner, problem, mesh, steps, memory)(state, key, num_tasks)
 
 

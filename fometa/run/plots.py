@@ -142,10 +142,10 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> Path
     axes = fig.subplots(1, 2)
     runs = require_runs(run_dirs)
     drawn = [_curves(axes, run, run.path.name, color=f"C{i}") for i, run in enumerate(runs)]
-    metrics = {f"{run.path}: {c.metric}" for run, c in zip(runs, drawn) if c.metric}
     if len({c.metric for c in drawn if c.metric}) > 1:  # one axis cannot hold mse and accuracy
-        raise UserError(f"the runs report different metrics ({', '.join(sorted(metrics))}): "
-                        "plot them separately")
+        named = sorted(f"{run.path}: {c.metric}" for run, c in zip(runs, drawn) if c.metric)
+        raise UserError(f"the runs report different metrics ({', '.join(named)}): plot them "
+                        "separately")
     _frame(axes, drawn)
     _legends(axes)
     fig.suptitle("\n".join(describe(r) for r in runs), fontsize=8)

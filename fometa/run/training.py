@@ -111,11 +111,18 @@ def data_digest(data: Any) -> str | None:
     return digest.hexdigest()
 
 
+def trained_on_other(rundir: RunDir, digest: str | None) -> str | None:
+    """The digest of the data the run in `rundir` was trained on, where it is recorded and
+    differs from `digest`; else None."""
+    trained_on = rundir.read_data_digest()
+    return trained_on if trained_on is not None and digest != trained_on else None
+
+
 def check_same_data(rundir: RunDir, digest: str | None, cfg: Config) -> None:
     """A one-line RunDirError if the run in `rundir` was trained on data other than that
     with `digest`: resuming would go on with other data, silently."""
-    trained_on = rundir.read_data_digest()
-    if trained_on is not None and digest != trained_on:
+    trained_on = trained_on_other(rundir, digest)
+    if trained_on is not None:
         raise RunDirError(f"{rundir.path} was trained on other data (digest {trained_on} "
                           f"there, {digest} in {_data_source(cfg)} now): point --data-dir or "
                           "FOMETA_DATA_DIR at the run's data (as the run read it: the same "
@@ -387,9 +394,9 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
 def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
            open_tensorboard: Callable[[RunDir], Any] | None, plots: bool) -> dict[str, Any]:
     run = setup(cfg)
-    digest = data_digest(run.problem.data)
+    data = run.problem.data  # as loaded: its digest is taken once the run is known unfinished
     # the dataset placed on the devices once, for the training loop and the evaluation
-    run = run._replace(problem=run.problem._replace(data=replicate_data(run.problem.data, mesh)))
+    run = run._replace(problem=run.problem._replace(data=replicate_data(data, mesh)))
     state = replicate(initial_state(cfg, run), mesh)
     with rundir.checkpoints() as checkpoints:
         latest = checkpoints.latest_step()
@@ -403,6 +410,7 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
             raise RunDirError(f"{rundir.path} holds a checkpoint at meta-iteration {latest}, "
                               f"past this run's --meta-iters {cfg.meta_iters}: not this run's "
                               "(choose another --run-dir)")
+        digest = data_digest(data)
         if latest is not None:
             check_same_data(rundir, digest, cfg)
             state, train_key, resumed_from = checkpoints.restore(state, train_key)
@@ -484,8 +492,9 @@ def evaluate_run(run_dir: str | Path, *, write: bool = True, **overrides: Any) -
         "fometa eval", create=False)
     with writing:
         rundir, cfg, state, run = _restore(run_dir, **overrides)
-        digest, trained_on = data_digest(run.problem.data), rundir.read_data_digest()
-        if trained_on is not None and digest != trained_on:  # may be meant: said and recorded
+        digest = data_digest(run.problem.data)
+        trained_on = trained_on_other(rundir, digest)
+        if trained_on is not None:  # may be meant: said, and recorded in eval.json
             warnings.warn(f"{rundir.path} was trained on other data than {_data_source(cfg)} "
                           f"holds (digest {trained_on} there, {digest} now); evaluating on "
                           "the data found now", RunWarning, stacklevel=2)
