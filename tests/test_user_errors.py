@@ -194,6 +194,103 @@ def test_an_unopenable_lock_and_a_foreign_checkpoint_are_one_line(finished, tmp_
     assert "meta-iteration 200, past this run's --meta-iters 100" in err
 
 
+def test_checkpoints_without_their_config_are_not_resumed(finished, tmp_path, cli_error):
+    """Without config.json, a run's checkpoints were resumed under any settings given now
+    (another seed, another learning rate), and results.json recorded those."""
+    run = _copy(finished, tmp_path / "run")
+    assert any(p.name.isdigit() for p in (run / "checkpoints").iterdir())
+    (run / "config.json").unlink()
+    (run / "results.json").unlink()
+    err = cli_error(["train", *SMALL, "--seed", "7", "--no-plots", "--run-dir", str(run)])
+    assert "holds checkpoints but no config.json" in err
+    assert not (run / "results.json").exists()
+
+
+@pytest.mark.parametrize("name, argv", [("tensorboard", ["--tensorboard"]), ("checkpoints", [])])
+def test_a_file_where_the_run_writes_a_folder_is_refused_first(tmp_path, cli_error, name, argv):
+    """A file named tensorboard or checkpoints failed with a traceback only after the run
+    had trained (or, rerunning, after its results were cleared)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / name).write_text("x")
+    err = cli_error(["train", *SMALL, *argv, "--no-plots", "--run-dir", str(run)])
+    assert f"{name} is a file" in err
+    assert not (run / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("address", ["localhost:notaport", "notanaddress", "localhost:0",
+                                     ":23480", "localhost:65536", "localhost:-5"])
+def test_a_coordinator_that_is_no_address_is_one_line(cli_error, address):
+    """JAX crashed (a segfault for a bad port), printed a traceback (no port), or waited
+    without end (port 0, no host)."""
+    err = cli_error(["train", "--coordinator", address, "--num-processes", "1",
+                     "--process-id", "0", "--meta-iters", "2"])
+    assert f"--coordinator {address!r} is not allowed" in err and "1 to 65535" in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--num-processes", "2", "--process-id", "1"], "coordinator_address"),  # ignored before
+    (["--coordinator", "localhost:23459", "--num-processes", str(10 ** 20), "--process-id",
+      str(10 ** 20 - 1)], "cannot join the processes"),  # a TypeError's traceback before
+])
+def test_process_flags_jax_cannot_take_are_one_line(tmp_path, argv, words):
+    err = one_line(fometa_cli("train", "--meta-iters", "2", "--run-dir", str(tmp_path / "r"),
+                              *argv))
+    assert words in err
+
+
+def test_x64_is_refused_rather_than_changing_the_numbers(tmp_path, finished):
+    """JAX_ENABLE_X64=1 trained and evaluated in float64 while config.json said float32, and
+    resumed a float32 run in float64, silently."""
+    env = {**os.environ, "JAX_ENABLE_X64": "1"}
+    for argv in (["train", "--meta-iters", "2", "--run-dir", str(tmp_path / "r")],
+                 ["eval", "--run-dir", str(finished), "--eval-tasks", "2"]):
+        proc = subprocess.run([sys.executable, "-m", "fometa", *argv], capture_output=True,
+                              timeout=300, env=env)
+        assert "JAX_ENABLE_X64 is on" in one_line(proc)
+    assert not (tmp_path / "r").exists() and not (finished / "eval.json").exists()
+
+
+def test_compile_cache_names_that_are_not_utf8(tmp_path):
+    """XLA takes the cache folder as UTF-8 text: such a name was a 58-line traceback at the
+    first compile, also when it came from XDG_CACHE_HOME, which the user never named."""
+    bad = os.fsdecode(os.fsencode(str(tmp_path)) + b"/c\xff")
+    short = ["--meta-iters", "2", "--eval-tasks", "2", "--no-progress", "--no-plots"]
+    err = one_line(fometa_cli("train", *short, "--run-dir", str(tmp_path / "a"),
+                              "--compile-cache", bad))
+    assert "--compile-cache" in err and "not a valid UTF-8 name" in err
+    proc = subprocess.run([sys.executable, "-m", "fometa", "train", *short, "--run-dir",
+                           str(tmp_path / "b")], capture_output=True, timeout=300,
+                          env={**os.environ, "JAX_COMPILATION_CACHE_DIR": bad})
+    assert "JAX_COMPILATION_CACHE_DIR" in one_line(proc)
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    proc = subprocess.run([sys.executable, "-m", "fometa", "train", *short, "--run-dir",
+                           str(tmp_path / "c")], capture_output=True, timeout=300,
+                          env={**env, "XDG_CACHE_HOME": bad})
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert json.loads((tmp_path / "c" / "results.json").read_text())["compile_cache"] is None
+
+
+@pytest.mark.parametrize("edit", [
+    lambda e: e.update(seconds=None),        # a TypeError's traceback before
+    lambda e: e.update(seconds=-1e308),      # became results.json's train_seconds
+    lambda e: e.update(query_loss="NaN"),    # kept, and written again, silently
+])
+def test_a_resume_refuses_a_damaged_metrics_file_before_training(finished, tmp_path,
+                                                                  cli_error, edit):
+    run = _copy(finished, tmp_path / "run")
+    (run / "results.json").unlink()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert first["kind"] == "train" and "seconds" in first
+    edit(first)
+    text = json.dumps(first).replace('"NaN"', "NaN")
+    (run / "metrics.jsonl").write_text("\n".join([text, *lines[1:]]) + "\n")
+    err = cli_error(["train", *SMALL, "--no-plots", "--run-dir", str(run)])
+    assert "line 1 of" in err and "is not a metrics line" in err
+    assert not (run / "results.json").exists()
+
+
 CUDA_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin")
 
 

@@ -131,8 +131,10 @@ def _summary(results: dict[str, Any], inner_iters: int) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    processes.check_x64()
     processes.compile_cache(args.compile_cache)
-    if args.distributed or args.coordinator:
+    if (args.distributed or args.coordinator or args.num_processes is not None
+            or args.process_id is not None):  # any of them: a run across processes
         processes.start(args.coordinator, args.num_processes, args.process_id)
     settings = given_settings(args, [name for name, _ in flags()])
     if args.config:
@@ -163,6 +165,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    processes.check_x64()
     processes.compile_cache(args.compile_cache)
     processes.check_backend()
     out = evaluate_run(args.run_dir, **given_settings(args, evaluation_settings()))

@@ -39,14 +39,34 @@ def start(coordinator: str | None = None, num_processes: int | None = None,
             if name != "coordinator" and not (text.isascii() and text.isdigit()):
                 raise ConfigError(f"{ENV[name]}={text!r} is not a whole number")
             values[name] = text if name == "coordinator" else int(text)
+    check_coordinator(values["coordinator"])
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(coordinator_address=values["coordinator"],
                                    num_processes=values["num_processes"],
                                    process_id=values["process_id"])
-    except (RuntimeError, ValueError) as e:
+    except (RuntimeError, ValueError, TypeError) as e:  # TypeError: counts beyond int32
         raise ConfigError(f"cannot join the processes of this run ({' '.join(str(e).split())[:200]}); "
                           "check --coordinator, --num-processes and --process-id") from None
+
+
+def check_coordinator(address: str | None) -> None:
+    """A one-line ConfigError for a coordinator address that is not HOST:PORT with a port
+    from 1 to 65535 (JAX would fail with a traceback, crash, or wait without end)."""
+    if address is None:
+        return
+    host, _, port = address.rpartition(":")
+    if not (host.strip("[]") and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(f"--coordinator {address!r} is not allowed (expected HOST:PORT with "
+                          "a port from 1 to 65535, e.g. 10.0.0.1:1234 or [::1]:1234)")
+
+
+def check_x64() -> None:
+    """A one-line ConfigError where JAX_ENABLE_X64 is on: fometa's runs set their dtypes
+    with --dtype, and x64 would change the numbers (and a resume's) without a record."""
+    if jax.config.jax_enable_x64:
+        raise ConfigError("JAX_ENABLE_X64 is on, which fometa's runs do not take (their dtype "
+                          "is --dtype, recorded in config.json); unset it")
 
 
 def check_backend() -> None:
@@ -129,6 +149,14 @@ def _writable(folder: Path) -> None:
         pass
 
 
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that is not UTF-8, kept by Python as a surrogate
+        return False
+    return True
+
+
 def compile_cache(where: str | None = None) -> str | None:
     """Turns on JAX's persistent compilation cache for this process; returns its folder, or
     None where it stays off.
@@ -148,12 +176,20 @@ def compile_cache(where: str | None = None) -> str | None:
         jax.config.update("jax_enable_compilation_cache", False)
         return None
     if where is None and jax.config.jax_compilation_cache_dir:
+        if not _utf8(jax.config.jax_compilation_cache_dir):
+            raise ConfigError(f"JAX_COMPILATION_CACHE_DIR "
+                              f"{ascii(jax.config.jax_compilation_cache_dir)} is not a valid "
+                              "UTF-8 name (JAX cannot use it); unset it or choose another folder")
         return jax.config.jax_compilation_cache_dir
     allowed = f"expected a folder to write or {COMPILE_CACHE_OFF!r}"
     if where is not None and not where.strip():
         raise ConfigError(f"--compile-cache {where!r} is not allowed ({allowed})")
+    if where is not None and not _utf8(where):
+        raise ConfigError(f"--compile-cache {ascii(where)} is not a valid UTF-8 name ({allowed})")
     try:
         folder = Path(where).expanduser() if where is not None else default_compile_cache()
+        if not _utf8(str(folder)):  # XLA takes the folder as UTF-8 text
+            raise OSError(0, "not a valid UTF-8 name")
         _writable(folder)
     except (OSError, RuntimeError) as e:  # RuntimeError: no home folder to expand
         if where is None:

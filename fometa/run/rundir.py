@@ -110,6 +110,25 @@ def _is_metrics_line(entry: Any) -> bool:
     return True  # another kind: left to its reader
 
 
+def _metrics_lines(path: Path) -> list[tuple[str, dict]]:
+    """metrics.jsonl's lines, each with its entry; a one-line RunDirError for a line that
+    `Metrics` would not have written (NaN, a negative time, values of the wrong type) but
+    the last, which a killed run may have left half written (left out)."""
+    rows = [l for l in path.read_text().splitlines() if l.strip()]
+    lines = []
+    for number, row in enumerate(rows, 1):
+        try:
+            entry = json.loads(row, parse_constant=_no_constant)
+            if not _is_metrics_line(entry) or entry.get("seconds", 0) < 0:
+                raise ValueError
+            lines.append((row, entry))
+        except (ValueError, TypeError):
+            if number < len(rows):
+                raise RunDirError(f"line {number} of {path} is not a metrics line; expected "
+                                  "the lines that 'fometa train' writes") from None
+    return lines
+
+
 def _write_text(path: Path, text: str) -> None:
     """Writes `text` to `path` atomically (a temporary file renamed into place); a one-line
     RunDirError if it cannot be written (a full disk, a read-only file system)."""
@@ -256,6 +275,10 @@ class RunDir:
             if self.file(name).is_dir():
                 raise RunDirError(f"{self.file(name)} is a folder; expected the file that "
                                   "'fometa train' writes (move it away)")
+        for name in (CHECKPOINTS, TENSORBOARD):
+            if self.file(name).exists() and not self.file(name).is_dir():
+                raise RunDirError(f"{self.file(name)} is a file; expected the folder that "
+                                  "'fometa train' writes (move it away)")
 
     def __str__(self) -> str:
         return str(self.path)
@@ -276,6 +299,12 @@ class RunDir:
         """Raises a one-line RunDirError naming the settings in which the saved config
         differs from `cfg` (versions, devices and resumable settings are not compared)."""
         if not self.has_config():
+            folder = self.file(CHECKPOINTS)
+            if folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir()):
+                # Without the settings they were made with, resuming them would go on under
+                # any settings given now, silently.
+                raise RunDirError(f"run dir {self.path} holds checkpoints but no {CONFIG}; "
+                                  f"restore its {CONFIG}, or choose another --run-dir")
             return
         saved = self.read_config("; choose another --run-dir").to_dict()
         saved, now = json.loads(json.dumps(saved)), json.loads(json.dumps(cfg.to_dict()))
@@ -312,12 +341,8 @@ class RunDir:
         if not self.writer or not path.is_file():
             return 0.0
         kept, seconds = [], 0.0
-        for line in path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-                it = int(entry["iteration"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a partly written last line
+        for line, entry in _metrics_lines(path):
+            it = entry["iteration"]
             final_eval = entry.get("kind") == EVALUATION and it == meta_iters
             if it <= iteration and not final_eval:
                 kept.append(line)
@@ -332,19 +357,7 @@ class RunDir:
 
     def read_metrics(self) -> tuple[list[dict], list[dict]]:
         """The training and evaluation lines of metrics.jsonl."""
-        path = _existing(self.file(METRICS))
-        rows = [l for l in path.read_text().splitlines() if l.strip()]
-        lines = []
-        for number, row in enumerate(rows, 1):
-            try:
-                entry = json.loads(row, parse_constant=_no_constant)
-                if not _is_metrics_line(entry):
-                    raise ValueError
-                lines.append(entry)
-            except ValueError:
-                if number < len(rows):  # a last line may be half written by a killed run
-                    raise RunDirError(f"line {number} of {path} is not a metrics line; expected "
-                                      "the lines that 'fometa train' writes") from None
+        lines = [entry for _, entry in _metrics_lines(_existing(self.file(METRICS)))]
         return ([l for l in lines if l.get("kind") == TRAIN],
                 [l for l in lines if l.get("kind") == EVALUATION])
 
