@@ -23,6 +23,7 @@ from synthetic import write_mini
 
 import fometa
 import fometa.run.checkpoint as checkpoint_module
+import fometa.run.processes as processes
 from fometa.errors import CheckpointError, ConfigError
 from fometa.learner import all_finite
 from fometa.run import load_run, make_problem, resolve, setup, summarize
@@ -201,9 +202,10 @@ def test_checkpoints_without_their_config_are_not_resumed(finished, tmp_path, cl
     assert any(p.name.isdigit() for p in (run / "checkpoints").iterdir())
     (run / "config.json").unlink()
     (run / "results.json").unlink()
+    before = sorted(p.name for p in run.rglob("*"))
     err = cli_error(["train", *SMALL, "--seed", "7", "--no-plots", "--run-dir", str(run)])
     assert "holds checkpoints but no config.json" in err
-    assert not (run / "results.json").exists()
+    assert sorted(p.name for p in run.rglob("*")) == before  # nothing written
 
 
 @pytest.mark.parametrize("name, argv", [("tensorboard", ["--tensorboard"]), ("checkpoints", [])])
@@ -219,13 +221,29 @@ def test_a_file_where_the_run_writes_a_folder_is_refused_first(tmp_path, cli_err
 
 
 @pytest.mark.parametrize("address", ["localhost:notaport", "notanaddress", "localhost:0",
-                                     ":23480", "localhost:65536", "localhost:-5"])
+                                     ":23480", "localhost:65536", "localhost:-5", " :23481",
+                                     "::1", "::1:23482"])
 def test_a_coordinator_that_is_no_address_is_one_line(cli_error, address):
     """JAX crashed (a segfault for a bad port), printed a traceback (no port), or waited
     without end (port 0, no host)."""
     err = cli_error(["train", "--coordinator", address, "--num-processes", "1",
                      "--process-id", "0", "--meta-iters", "2"])
     assert f"--coordinator {address!r} is not allowed" in err and "1 to 65535" in err
+
+
+def test_coordinator_addresses_jax_takes_pass_and_a_variable_is_named(monkeypatch):
+    for address in ("10.0.0.1:1234", "[::1]:1234", "[fe80::1%eth0]:1234", "node-1.cluster:8476"):
+        processes.check_coordinator(address)
+    monkeypatch.setenv("FOMETA_COORDINATOR", "localhost:99999")
+    with pytest.raises(ConfigError, match="^FOMETA_COORDINATOR 'localhost:99999' is not"):
+        processes.start()
+
+
+def test_a_tensorboard_file_is_refused_only_where_tensorboard_is_written(finished, tmp_path,
+                                                                          cli_error):
+    run = _copy(finished, tmp_path / "run")
+    (run / "tensorboard").write_text("notes")
+    assert main(["eval", "--run-dir", str(run), "--eval-tasks", "2"]) == 0
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -247,7 +265,7 @@ def test_x64_is_refused_rather_than_changing_the_numbers(tmp_path, finished):
                  ["eval", "--run-dir", str(finished), "--eval-tasks", "2"]):
         proc = subprocess.run([sys.executable, "-m", "fometa", *argv], capture_output=True,
                               timeout=300, env=env)
-        assert "JAX_ENABLE_X64 is on" in one_line(proc)
+        assert "x64 mode is on (JAX_ENABLE_X64" in one_line(proc)
     assert not (tmp_path / "r").exists() and not (finished / "eval.json").exists()
 
 
@@ -286,9 +304,15 @@ def test_a_resume_refuses_a_damaged_metrics_file_before_training(finished, tmp_p
     edit(first)
     text = json.dumps(first).replace('"NaN"', "NaN")
     (run / "metrics.jsonl").write_text("\n".join([text, *lines[1:]]) + "\n")
+    files = {p: p.read_bytes() for p in [run / "config.json", run / "metrics.jsonl"]}
     err = cli_error(["train", *SMALL, "--no-plots", "--run-dir", str(run)])
-    assert "line 1 of" in err and "is not a metrics line" in err
+    assert "line 1 of" in err and "is not a metrics line" in err and "move it away" in err
+    assert all(p.read_bytes() == content for p, content in files.items())  # before any write
     assert not (run / "results.json").exists()
+    # A start from scratch (no checkpoint to resume) redoes every line: nothing to refuse.
+    shutil.rmtree(run / "checkpoints")
+    assert main(["train", *SMALL, "--no-plots", "--run-dir", str(run)]) == 0
+    assert json.loads((run / "results.json").read_text())["train_seconds"] >= 0
 
 
 CUDA_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin")

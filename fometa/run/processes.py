@@ -39,7 +39,8 @@ def start(coordinator: str | None = None, num_processes: int | None = None,
             if name != "coordinator" and not (text.isascii() and text.isdigit()):
                 raise ConfigError(f"{ENV[name]}={text!r} is not a whole number")
             values[name] = text if name == "coordinator" else int(text)
-    check_coordinator(values["coordinator"])
+    check_coordinator(values["coordinator"],
+                      "--coordinator" if coordinator is not None else ENV["coordinator"])
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(coordinator_address=values["coordinator"],
@@ -50,23 +51,28 @@ def start(coordinator: str | None = None, num_processes: int | None = None,
                           "check --coordinator, --num-processes and --process-id") from None
 
 
-def check_coordinator(address: str | None) -> None:
-    """A one-line ConfigError for a coordinator address that is not HOST:PORT with a port
-    from 1 to 65535 (JAX would fail with a traceback, crash, or wait without end)."""
+def check_coordinator(address: str | None, name: str = "--coordinator") -> None:
+    """A one-line ConfigError (naming `name`, the flag or variable it came from) for a
+    coordinator address that is not HOST:PORT with a port from 1 to 65535 and an IPv6 host
+    in brackets (JAX would fail with a traceback, crash, or wait without end)."""
     if address is None:
         return
     host, _, port = address.rpartition(":")
-    if not (host.strip("[]") and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-        raise ConfigError(f"--coordinator {address!r} is not allowed (expected HOST:PORT with "
-                          "a port from 1 to 65535, e.g. 10.0.0.1:1234 or [::1]:1234)")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if not (host.strip("[] ") and host == host.strip() and (bracketed or ":" not in host)
+            and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(f"{name} {address!r} is not allowed (expected HOST:PORT with a port "
+                          "from 1 to 65535, an IPv6 host in brackets: 10.0.0.1:1234, "
+                          "[::1]:1234)")
 
 
 def check_x64() -> None:
     """A one-line ConfigError where JAX_ENABLE_X64 is on: fometa's runs set their dtypes
     with --dtype, and x64 would change the numbers (and a resume's) without a record."""
     if jax.config.jax_enable_x64:
-        raise ConfigError("JAX_ENABLE_X64 is on, which fometa's runs do not take (their dtype "
-                          "is --dtype, recorded in config.json); unset it")
+        raise ConfigError("JAX's x64 mode is on (JAX_ENABLE_X64, jax_enable_x64), which "
+                          "fometa's runs do not take (their dtype is --dtype, recorded in "
+                          "config.json); turn it off")
 
 
 def check_backend() -> None:

@@ -110,10 +110,11 @@ def _is_metrics_line(entry: Any) -> bool:
     return True  # another kind: left to its reader
 
 
-def _metrics_lines(path: Path) -> list[tuple[str, dict]]:
-    """metrics.jsonl's lines, each with its entry; a one-line RunDirError for a line that
-    `Metrics` would not have written (NaN, a negative time, values of the wrong type) but
-    the last, which a killed run may have left half written (left out)."""
+def _metrics_lines(path: Path, remedy: str = "") -> list[tuple[str, dict]]:
+    """metrics.jsonl's lines, each with its entry; a one-line RunDirError (ending in
+    `remedy`) for a line that `Metrics` would not have written (NaN, a negative time, values
+    of the wrong type) but the last, which a killed run may have left half written (left
+    out)."""
     rows = [l for l in path.read_text().splitlines() if l.strip()]
     lines = []
     for number, row in enumerate(rows, 1):
@@ -125,7 +126,7 @@ def _metrics_lines(path: Path) -> list[tuple[str, dict]]:
         except (ValueError, TypeError):
             if number < len(rows):
                 raise RunDirError(f"line {number} of {path} is not a metrics line; expected "
-                                  "the lines that 'fometa train' writes") from None
+                                  f"the lines that 'fometa train' writes{remedy}") from None
     return lines
 
 
@@ -275,10 +276,13 @@ class RunDir:
             if self.file(name).is_dir():
                 raise RunDirError(f"{self.file(name)} is a folder; expected the file that "
                                   "'fometa train' writes (move it away)")
-        for name in (CHECKPOINTS, TENSORBOARD):
-            if self.file(name).exists() and not self.file(name).is_dir():
-                raise RunDirError(f"{self.file(name)} is a file; expected the folder that "
-                                  "'fometa train' writes (move it away)")
+        self.check_folder(CHECKPOINTS)
+
+    def check_folder(self, name: str) -> None:
+        """A one-line RunDirError where the folder `name` that a run writes is a file."""
+        if self.file(name).exists() and not self.file(name).is_dir():
+            raise RunDirError(f"{self.file(name)} is a file; expected the folder that "
+                              "'fometa train' writes (move it away)")
 
     def __str__(self) -> str:
         return str(self.path)
@@ -340,6 +344,9 @@ class RunDir:
         path = self.file(METRICS)
         if not self.writer or not path.is_file():
             return 0.0
+        if iteration == 0:  # a start from scratch: the earlier lines are all redone
+            _write_text(path, "")
+            return 0.0
         kept, seconds = [], 0.0
         for line, entry in _metrics_lines(path):
             it = entry["iteration"]
@@ -350,6 +357,13 @@ class RunDir:
                     seconds = float(entry.get("seconds", seconds))
         _write_text(path, "".join(line + "\n" for line in kept))
         return seconds
+
+    def check_metrics(self) -> None:
+        """A one-line RunDirError, before a resume compiles or writes anything, where
+        metrics.jsonl holds a line that `trim_metrics` would keep unchecked."""
+        if self.writer and self.file(METRICS).is_file():
+            _metrics_lines(self.file(METRICS), " (repair it, or move it away to resume "
+                                               "without the log so far)")
 
     def metrics_log(self) -> MetricsLog:
         """An appender to metrics.jsonl."""

@@ -38,7 +38,7 @@ from fometa.run.problems import (ALGORITHM_OPTIONS, Problem, check_problem, chec
                                  matmul_precision, tasks_at_once, uses_remat)
 from fometa.run import report
 from fometa.run.report import Reporter
-from fometa.run.rundir import ADAPTATION, RunDir
+from fometa.run.rundir import ADAPTATION, TENSORBOARD, RunDir
 from fometa.run.settings import Config, check, evaluation_settings, flag
 from fometa.sharding import (Mesh, check_divisible, device_names, replicate, replicate_data,
                              select_devices, task_mesh)
@@ -386,6 +386,8 @@ def train(cfg: Config, run_dir: str | Path, *, progress: bool = True,
     check_divisible(cfg.meta_batch, mesh)
     rundir = RunDir(run_dir, writer=jax.process_index() == 0)
     open_tensorboard = report.tensorboard() if tensorboard and rundir.writer else None
+    if open_tensorboard:
+        rundir.check_folder(TENSORBOARD)
     with rundir.writing("fometa train"), matmul_precision(cfg.matmul_precision):
         rundir.check_config(cfg)
         return _train(cfg, rundir, mesh, progress, open_tensorboard, plots)
@@ -413,6 +415,7 @@ def _train(cfg: Config, rundir: RunDir, mesh: Mesh, progress: bool,
         digest = data_digest(data)
         if latest is not None:
             check_same_data(rundir, digest, cfg)
+            rundir.check_metrics()
             state, train_key, resumed_from = checkpoints.restore(state, train_key)
         start = time.perf_counter()
         chunks = Chunks(cfg, run, train_key, mesh)
