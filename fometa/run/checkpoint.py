@@ -128,6 +128,12 @@ def _reason(error: BaseException) -> str:
     return type(error).__name__
 
 
+def holds_checkpoints(folder: Path) -> bool:
+    """Whether `folder` holds a checkpoint, complete or not (orbax names each step's folder
+    by its meta-iteration), read from the listing without opening orbax."""
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
 class Checkpoints:
     """The checkpoints in one folder (a run directory's `checkpoints/`)."""
 

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from fometa.errors import DivergenceError, RunDirError, one_line
-from fometa.run.checkpoint import Checkpoints
+from fometa.run.checkpoint import Checkpoints, holds_checkpoints
 from fometa.run.settings import Config, differences, flag
 
 CONFIG = "config.json"            # {"config": settings, "versions", "devices", "data": digest}
@@ -303,8 +303,7 @@ class RunDir:
         """Raises a one-line RunDirError naming the settings in which the saved config
         differs from `cfg` (versions, devices and resumable settings are not compared)."""
         if not self.has_config():
-            folder = self.file(CHECKPOINTS)
-            if folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir()):
+            if holds_checkpoints(self.file(CHECKPOINTS)):
                 # Without the settings they were made with, resuming them would go on under
                 # any settings given now, silently.
                 raise RunDirError(f"run dir {self.path} holds checkpoints but no {CONFIG}; "
